@@ -1,0 +1,67 @@
+"""`deepfake` / `python -m core`: the command line every caller uses, the add-on included."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from core.errors import DeepfakeError
+from core.events import Events
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM behaves like Ctrl-C: the step saves what it has and exits."""
+    raise KeyboardInterrupt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepfake", description="Face swap for video: extract, train, swap.")
+    steps = parser.add_subparsers(dest="step", required=True)
+
+    ex = steps.add_parser("extract", help="find, landmark and align the faces of a video or image sequence")
+    ex.add_argument("input", type=Path, help="a movie file or a folder of PNG / JPEG / EXR frames")
+    ex.add_argument("--out", type=Path, required=True, help="the faceset folder to write (resumed if it exists)")
+    ex.add_argument("--start", type=int, default=0, help="first source frame (0-based)")
+    ex.add_argument("--count", type=int, default=None, help="number of frames (default: to the end)")
+    ex.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
+    ex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ex.add_argument("--size", type=int, default=256, help="aligned crop size in pixels")
+    ex.add_argument("--face", choices=["largest", "all"], default="largest",
+                    help="largest: one face per frame (for training); all: every face, with its index")
+    ex.add_argument("--force", action="store_true", help="replace a faceset of another source in --out")
+    ex.add_argument("--events", choices=["jsonl"], default=None, help="JSON events on stdout instead of a progress bar")
+    return parser
+
+
+def run_extract(args: argparse.Namespace, events: Events) -> None:
+    from core.extract import ExtractSettings, extract
+
+    if args.start < 0 or (args.count is not None and args.count <= 0) or args.size < 32:
+        raise DeepfakeError("--start must be >= 0, --count > 0 and --size >= 32")
+    settings = ExtractSettings(size=args.size, aligner=args.aligner, device=args.device, face=args.face,
+                               start=args.start, count=args.count, force=args.force)
+    summary = extract(args.input, args.out, settings, events)
+    if not events.jsonl:
+        events.log(f"{summary['faceset']}: {summary['faces']} faces from {summary['frames']} frames "
+                   f"({summary['no_face_frames']} without a face), aligner {summary['aligner']}, "
+                   f"{summary['fps'] or 0:.1f} frames/s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    events = Events(jsonl=args.events == "jsonl")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        {"extract": run_extract}[args.step](args, events)
+    except DeepfakeError as exc:
+        events.error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        events.error("interrupted; the work done so far is saved and a rerun resumes it")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The Extract step: a video or image sequence in, an aligned faceset out.
+
+Resumable: frames already recorded in the faceset are skipped, and the alignments are saved
+every few seconds and on interruption. A different source (or other settings) in the same
+folder is refused unless `force`, so two clips never mix in one faceset by accident.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from core import faceset as fs
+from core.color import to_display_uint8
+from core.errors import DeepfakeError, FacesetError
+from core.events import Events
+from core.faces.align import alignment_matrix, blur_measure, warp_face
+from core.faces.base import Face, FaceAligner
+from core.media import open_source
+
+SAVE_INTERVAL_S = 5.0
+
+
+@dataclass
+class ExtractSettings:
+    size: int = 256
+    aligner: Literal["auto", "fan", "dlib"] = "auto"
+    device: str = "auto"
+    face: Literal["largest", "all"] = "largest"
+    start: int = 0
+    count: int | None = None
+    batch: int = 8
+    force: bool = False
+
+
+def source_fingerprint(info: Any) -> dict[str, Any]:
+    """What identifies the source: path, size and mtime (summed / latest over an image folder)."""
+    path = Path(info.path)
+    if path.is_dir():
+        stats = [p.stat() for p in path.iterdir() if p.is_file()]
+        size, mtime = sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)
+    else:
+        stat = path.stat()
+        size, mtime = stat.st_size, stat.st_mtime
+    return {"path": str(path.resolve()), "kind": info.kind, "size": size, "mtime": mtime, "fps": info.fps,
+            "width": info.width, "height": info.height, "frame_count": info.frame_count}
+
+
+def prepare_output(out: Path, source_path: Path) -> None:
+    """Refuse to write into the source, and find out now (not after an hour) that we can write."""
+    out_r, src_r = out.resolve(), source_path.resolve()
+    if out_r == src_r or src_r in out_r.parents:
+        raise DeepfakeError(f"output {out} is inside the source {source_path}: choose another folder")
+    try:
+        (out / fs.CROPS).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise DeepfakeError(f"cannot write to output folder {out}: {exc.strerror or exc}") from exc
+
+
+def open_faceset(out: Path, source: dict[str, Any], start: int, count: int, settings: dict[str, Any],
+                 force: bool, events: Events) -> fs.Faceset:
+    fresh = fs.Faceset(folder=out, source=source, start=start, count=count, settings=settings)
+    if not (out / fs.ALIGNMENTS).exists():
+        return fresh
+    if force:
+        events.log(f"--force: replacing the faceset in {out}")
+        fs.clear(out)
+        (out / fs.CROPS).mkdir()
+        return fresh
+    old = fs.Faceset.load(out)
+    same_source = (old.source.get("path"), old.source.get("size"), old.source.get("mtime")) == \
+                  (source["path"], source["size"], source["mtime"])
+    if not same_source:
+        raise FacesetError(f"{out} holds a faceset of another source ({old.source.get('path')}); "
+                           "choose another folder or pass --force to replace it")
+    if (old.start, old.count, old.settings) != (start, count, settings):
+        raise FacesetError(f"{out} holds a faceset of the same source with other settings "
+                           f"(range {old.start}+{old.count}, {old.settings}); choose another folder or pass --force")
+    done = sum(1 for f in old.frames if start <= f < start + count)
+    if done:
+        events.log(f"resuming: {done} of {count} frames already extracted")
+    return old
+
+
+def choose_faces(faces: list[Face], mode: str) -> list[Face]:
+    """Largest first; `largest` keeps one face per frame (the one to train on)."""
+    faces = sorted(faces, key=lambda f: f.area, reverse=True)
+    return faces[:1] if mode == "largest" else faces
+
+
+def extract(input_path: str | Path, out: str | Path, settings: ExtractSettings, events: Events) -> dict[str, Any]:
+    from core.faces.select import make_aligner
+
+    input_path, out = Path(input_path), Path(out)
+    with open_source(input_path, start=settings.start, count=settings.count) as probe:
+        info = probe.info
+    prepare_output(out, input_path)
+    saved = {"size": settings.size, "face": settings.face}
+    faceset = open_faceset(out, source_fingerprint(info), info.start, info.count, saved, settings.force, events)
+    todo = [f for f in range(info.start, info.start + info.count) if f not in faceset.frames]
+    aligner = make_aligner(settings.aligner, settings.device, log=events.log)
+    faceset.complete = False
+    t0 = time.monotonic()
+    try:
+        if todo:
+            _run(faceset, input_path, todo, aligner, settings, events, info.count)
+        faceset.complete = True
+    finally:
+        faceset.save()
+    return summarise(faceset, aligner.name, time.monotonic() - t0, len(todo), events)
+
+
+def _run(faceset: fs.Faceset, input_path: Path, todo: list[int], aligner: FaceAligner,
+         settings: ExtractSettings, events: Events, total: int) -> None:
+    wanted = set(todo)
+    done = total - len(todo)
+    last_save = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    batch: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal done, last_save
+        frames = [frame for _, frame in batch]
+        found = aligner.detect(frames)
+        records = pool.map(lambda args: _crop_faces(faceset, *args, settings),
+                           [(index, frame, choose_faces(faces, settings.face))
+                            for (index, frame), faces in zip(batch, found)])
+        for (index, _), faces in zip(batch, records):
+            faceset.frames[index] = faces
+            if not faces:
+                events.flag(index, "no_face")
+        done += len(batch)
+        batch.clear()
+        events.progress("extract", done, total, faces=sum(len(v) for v in faceset.frames.values()))
+        if time.monotonic() - last_save > SAVE_INTERVAL_S:
+            faceset.save()
+            last_save = time.monotonic()
+
+    with open_source(input_path, start=todo[0], count=todo[-1] - todo[0] + 1) as source:
+        for index, frame in source:
+            if index in wanted:
+                batch.append((index, to_display_uint8(frame)))
+                if len(batch) >= settings.batch:
+                    flush()
+        if batch:
+            flush()
+    pool.shutdown()
+
+
+def _crop_faces(faceset: fs.Faceset, index: int, frame: np.ndarray, faces: list[Face],
+                settings: ExtractSettings) -> list[fs.FaceRecord]:
+    records = []
+    for i, face in enumerate(faces):
+        matrix = alignment_matrix(face.landmarks, settings.size)
+        crop = warp_face(frame, matrix, settings.size)
+        name = faceset.crop_name(index, i)
+        fs.write_crop(faceset.folder / name, crop)
+        records.append(fs.FaceRecord(index=i, file=name, box=list(face.box), score=face.score,
+                                     landmarks=face.landmarks, matrix=matrix, blur=blur_measure(crop)))
+    return records
+
+
+def summarise(faceset: fs.Faceset, aligner: str, seconds: float, processed: int, events: Events) -> dict[str, Any]:
+    in_range = {f: v for f, v in faceset.frames.items() if faceset.start <= f < faceset.start + faceset.count}
+    no_face = sorted(f for f, v in in_range.items() if not v)
+    summary = {
+        "faceset": str(faceset.folder),
+        "aligner": aligner,
+        "frames": len(in_range),
+        "frames_with_face": len(in_range) - len(no_face),
+        "faces": sum(len(v) for v in in_range.values()),
+        "no_face_frames": len(no_face),
+        "frames_processed": processed,
+        "seconds": round(seconds, 2),
+        "fps": round(processed / seconds, 2) if seconds > 0 else None,
+    }
+    events.result([str(faceset.alignments_path)], **summary)
+    return summary

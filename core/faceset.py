@@ -1,0 +1,192 @@
+"""A faceset on disk: aligned PNG crops in `faces/` plus `alignments.json`.
+
+The JSON is the only thing a reader trusts: a crop counts once its frame is recorded there, and
+both are written atomically (temporary file, then rename), so a job killed at any moment leaves
+a faceset that loads and resumes. Plain JSON and PNG: safe to open whoever made them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.errors import FacesetError
+
+FORMAT = "blender-deepfake-faceset"
+VERSION = 1
+ALIGNMENTS = "alignments.json"
+CROPS = "faces"
+
+
+@dataclass
+class FaceRecord:
+    """One aligned face. landmarks: (68, 2) source pixels; matrix: 2x3, source -> crop pixels."""
+
+    index: int
+    file: str
+    box: list[float]
+    score: float
+    landmarks: np.ndarray
+    matrix: np.ndarray
+    blur: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "file": self.file,
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks],
+            "matrix": [[float(v) for v in row] for row in self.matrix],
+            "blur": round(float(self.blur), 3),
+        }
+
+
+@dataclass
+class Faceset:
+    folder: Path
+    source: dict[str, Any]
+    start: int
+    count: int
+    settings: dict[str, Any]
+    frames: dict[int, list[FaceRecord]] = field(default_factory=dict)
+    complete: bool = False
+
+    @property
+    def alignments_path(self) -> Path:
+        return self.folder / ALIGNMENTS
+
+    def crop_name(self, frame: int, index: int) -> str:
+        return f"{CROPS}/{frame:06d}_{index}.png"
+
+    def faces(self) -> list[tuple[int, FaceRecord]]:
+        """Every face, in frame order."""
+        return [(frame, face) for frame in sorted(self.frames) for face in self.frames[frame]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": self.source,
+            "range": {"start": self.start, "count": self.count},
+            "settings": self.settings,
+            "complete": self.complete,
+            "frames": {str(f): [face.to_json() for face in self.frames[f]] for f in sorted(self.frames)},
+        }
+
+    def save(self) -> None:
+        write_atomic(self.alignments_path, (json.dumps(self.to_json(), separators=(",", ":")) + "\n").encode())
+
+    @classmethod
+    def load(cls, folder: str | Path, check_crops: bool = True) -> "Faceset":
+        folder = Path(folder)
+        path = folder / ALIGNMENTS
+        if not path.is_file():
+            raise FacesetError(f"{folder} is not a faceset: no {ALIGNMENTS}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FacesetError(f"{path}: not readable JSON ({exc})") from exc
+        return cls._from_json(folder, data, check_crops)
+
+    @classmethod
+    def _from_json(cls, folder: Path, data: Any, check_crops: bool) -> "Faceset":
+        where = folder / ALIGNMENTS
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise FacesetError(f"{where}: not a {FORMAT} file")
+        version = data.get("version")
+        if version != VERSION:
+            raise FacesetError(f"{where}: faceset format version {version!r}; this version of blender-deepfake reads version {VERSION}")
+        try:
+            source = _expect(data["source"], dict, "source")
+            rng = _expect(data["range"], dict, "range")
+            settings = _expect(data["settings"], dict, "settings")
+            faceset = cls(folder=folder, source=source, start=_expect(rng["start"], int, "range.start"),
+                          count=_expect(rng["count"], int, "range.count"), settings=settings,
+                          complete=_expect(data.get("complete", False), bool, "complete"))
+            for key, faces in _expect(data["frames"], dict, "frames").items():
+                if not key.isdigit():
+                    raise FacesetError(f"frame key {key!r} is not a frame number")
+                faceset.frames[int(key)] = [_face_from_json(face, f"frames.{key}") for face in _expect(faces, list, f"frames.{key}")]
+        except KeyError as exc:
+            raise FacesetError(f"{where}: missing field {exc}") from exc
+        except FacesetError as exc:
+            raise FacesetError(f"{where}: {exc}") from exc
+        if check_crops:
+            missing = [face.file for _, face in faceset.faces() if not (folder / face.file).is_file()]
+            if missing:
+                raise FacesetError(f"{where}: {len(missing)} crop(s) missing, first {folder / missing[0]}")
+        return faceset
+
+
+def _expect(value: Any, kind: type, what: str) -> Any:
+    # bool is an int in Python; a count of True is still wrong.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FacesetError(f"{what} should be {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FacesetError(f"{what} should be numbers of shape {shape}") from exc
+    if array.shape != shape or not np.isfinite(array).all():
+        raise FacesetError(f"{what} should be finite numbers of shape {shape}, found shape {array.shape}")
+    return array
+
+
+def _face_from_json(face: Any, where: str) -> FaceRecord:
+    _expect(face, dict, where)
+    file = _expect(face["file"], str, f"{where}.file")
+    if Path(file).is_absolute() or ".." in Path(file).parts:
+        raise FacesetError(f"{where}.file {file!r} points outside the faceset")
+    return FaceRecord(
+        index=_expect(face["index"], int, f"{where}.index"),
+        file=file,
+        box=list(_array(face["box"], (4,), f"{where}.box")),
+        score=float(_array(face["score"], (), f"{where}.score")),
+        landmarks=_array(face["landmarks"], (68, 2), f"{where}.landmarks"),
+        matrix=_array(face["matrix"], (2, 3), f"{where}.matrix"),
+        blur=float(_array(face["blur"], (), f"{where}.blur")),
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename over it: readers see the old file
+    or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_crop(path: Path, crop_rgb: np.ndarray) -> None:
+    ok, png = cv2.imencode(".png", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise FacesetError(f"could not encode {path}")
+    write_atomic(path, png.tobytes())
+
+
+def read_crop(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FacesetError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def clear(folder: Path) -> None:
+    """Remove a faceset's own files (alignments and crops), nothing else in the folder."""
+    (folder / ALIGNMENTS).unlink(missing_ok=True)
+    shutil.rmtree(folder / CROPS, ignore_errors=True)
