@@ -26,12 +26,37 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--count", type=int, default=None, help="number of frames (default: to the end)")
     ex.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
     ex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ex.add_argument("--detector", choices=["hog", "cnn"], default="hog",
+                    help="dlib backend's face detector: hog (fast, frontal) or cnn (finds turned and partly hidden faces; slow on a CPU)")
     ex.add_argument("--size", type=int, default=256, help="aligned crop size in pixels")
     ex.add_argument("--face", choices=["largest", "all"], default="largest",
                     help="largest: one face per frame (for training); all: every face, with its index")
     ex.add_argument("--force", action="store_true", help="replace a faceset of another source in --out")
     ex.add_argument("--events", choices=["jsonl"], default=None, help="JSON events on stdout instead of a progress bar")
+
+    info = steps.add_parser("info", help="check a faceset and summarise it")
+    info.add_argument("faceset", type=Path)
+    info.add_argument("--events", choices=["jsonl"], default=None)
     return parser
+
+
+def run_info(args: argparse.Namespace, events: Events) -> None:
+    from core.faceset import Faceset
+
+    faceset = Faceset.load(args.faceset)
+    faces = faceset.faces()
+    no_face = sum(1 for v in faceset.frames.values() if not v)
+    summary = {"faceset": str(args.faceset), "source": faceset.source["path"], "start": faceset.start,
+               "count": faceset.count, "frames_done": len(faceset.frames), "complete": faceset.complete,
+               "faces": len(faces), "no_face_frames": no_face, "size": faceset.settings.get("size"),
+               "median_blur": round(float(sorted(f.blur for _, f in faces)[len(faces) // 2]), 1) if faces else None}
+    events.result([str(faceset.alignments_path)], **summary)
+    if not events.jsonl:
+        print(f"{args.faceset}: {summary['faces']} faces of {summary['size']} px from frames "
+              f"{faceset.start}..{faceset.start + faceset.count - 1} of {summary['source']} "
+              f"({summary['frames_done']} done, {no_face} without a face"
+              f"{'' if faceset.complete else ', incomplete: rerun extract to resume'}), "
+              f"median sharpness {summary['median_blur']}")
 
 
 def run_extract(args: argparse.Namespace, events: Events) -> None:
@@ -39,7 +64,7 @@ def run_extract(args: argparse.Namespace, events: Events) -> None:
 
     if args.start < 0 or (args.count is not None and args.count <= 0) or args.size < 32:
         raise DeepfakeError("--start must be >= 0, --count > 0 and --size >= 32")
-    settings = ExtractSettings(size=args.size, aligner=args.aligner, device=args.device, face=args.face,
+    settings = ExtractSettings(size=args.size, aligner=args.aligner, device=args.device, detector=args.detector, face=args.face,
                                start=args.start, count=args.count, force=args.force)
     summary = extract(args.input, args.out, settings, events)
     if not events.jsonl:
@@ -53,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(jsonl=args.events == "jsonl")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        {"extract": run_extract}[args.step](args, events)
+        {"extract": run_extract, "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))
         return 1

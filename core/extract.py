@@ -32,6 +32,7 @@ class ExtractSettings:
     size: int = 256
     aligner: Literal["auto", "fan", "dlib"] = "auto"
     device: str = "auto"
+    detector: Literal["hog", "cnn"] = "hog"
     face: Literal["largest", "all"] = "largest"
     start: int = 0
     count: int | None = None
@@ -106,7 +107,7 @@ def extract(input_path: str | Path, out: str | Path, settings: ExtractSettings, 
     saved = {"size": settings.size, "face": settings.face}
     faceset = open_faceset(out, source_fingerprint(info), info.start, info.count, saved, settings.force, events)
     todo = [f for f in range(info.start, info.start + info.count) if f not in faceset.frames]
-    aligner = make_aligner(settings.aligner, settings.device, log=events.log)
+    aligner = make_aligner(settings.aligner, settings.device, log=events.log, detector=settings.detector)
     faceset.complete = False
     t0 = time.monotonic()
     try:

@@ -1,8 +1,8 @@
 """Frame sources: movie files (PyAV) and image sequences (PNG, JPEG, EXR), over a frame range.
 
 Every stage downstream (extract, swap) reads frames through `open_source`, so the rules live
-here once: frame indices are 0-based source frame numbers (a movie's frame number as Blender
-counts it, an image's position in the naturally sorted folder), frames are RGB ndarrays in the
+here once: frame indices are 0-based source frame numbers (a movie's frame counted from its
+first, an image's position in the naturally sorted folder), frames are RGB ndarrays in the
 source's own bit depth, and every failure is a `MediaError` whose one-line message names the file
 and, where it applies, the frame -- the CLI prints it as is.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 
-# OpenCV refuses to read EXR unless this is set before cv2 is first imported (its EXR codec is
-# off by default since 4.5.2 over security concerns in the bundled OpenEXR); Blender users render
-# to EXR, so we opt in. setdefault: a user who deliberately set "0" keeps that choice.
-os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+# OpenCV's EXR codec is off by default (since 4.5, over security issues in OpenEXR: opencv#21326)
+# and reading an EXR then raises "OpenEXR codec is disabled". Blender users render to EXR, so we
+# opt in. OpenCV reads this variable once, at the first EXR decode in the process; setting it
+# before cv2 is imported is the simple way to be sure it is in place before that.
+os.environ["OPENCV_IO_ENABLE_OPENEXR"] = "1"
 
 import re
 from dataclasses import dataclass
@@ -26,14 +27,15 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from core.errors import MediaError
 
 PathLike = Union[str, Path]
 Frame = tuple[int, np.ndarray]
 
-IMAGE_SEQUENCE_FPS = 25.0
-"""An image folder carries no frame rate; 25 is Blender's default scene rate."""
+DEFAULT_FPS = 25.0
+"""The rate of a source that carries none (image folders): Blender's default scene rate."""
 
 # Extensions that may make up an image sequence, grouped by format (.jpg and .jpeg are one).
 _IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".exr": "exr"}
@@ -57,7 +59,7 @@ class SourceInfo:
     count: int
 
 
-def open_source(path: PathLike, start: int = 0, count: int | None = None) -> "MovieSource | ImageSequenceSource":
+def open_source(path: PathLike, start: int = 0, count: int | None = None) -> FrameSource:
     """Open a movie file or an image folder and serve frames start .. start + count - 1.
 
     count=None serves to the end; a count past the end is clamped to what exists; a start at or
@@ -106,16 +108,20 @@ class MovieSource:
             self._stream = self._container.streams.video[0]
             # Frame threads make decoding several times faster on multi-core machines.
             self._stream.codec_context.thread_type = "AUTO"
+            # One reformatter for all frames: frame.to_ndarray(format="rgb24") builds a new
+            # swscale context per frame (~0.7 ms each, 6-10x the conversion); same pixels.
+            self._reformatter = VideoReformatter()
             rate = self._stream.average_rate or self._stream.guessed_rate
             self._rate: Fraction | None = Fraction(rate) if rate else None
             frame_count = self._stream.frames if self._stream.frames > 0 else self._count_packets()
             if frame_count <= 0:
                 raise MediaError(f"no frames in {path}")
             served = _clamp_range(path, frame_count, start, count)
+            self._trust_pts = self._first_frame_is_zero()
             self.info = SourceInfo(
                 path=str(path),
                 kind="movie",
-                fps=float(self._rate) if self._rate else IMAGE_SEQUENCE_FPS,
+                fps=float(self._rate) if self._rate else DEFAULT_FPS,
                 width=self._stream.codec_context.width,
                 height=self._stream.codec_context.height,
                 frame_count=frame_count,
@@ -125,6 +131,17 @@ class MovieSource:
         except BaseException:
             self._container.close()
             raise
+
+    def _first_frame_is_zero(self) -> bool:
+        """Whether the first frame's pts maps to frame 0: if not (AVI with B-frames, odd muxers)
+        pts cannot locate frames, and every range is decoded from the top, counting."""
+        try:
+            first = next(iter(self._container.decode(self._stream)), None)
+        except av.error.FFmpegError as err:
+            raise MediaError(f"cannot decode {self._path} at frame 0: {_reason(err)}") from None
+        if first is None:
+            raise MediaError(f"no frames in {self._path}")
+        return self._index_of(first.pts) == 0
 
     def _count_packets(self) -> int:
         """Count video packets by demuxing alone (no decode), for containers without a count."""
@@ -154,18 +171,28 @@ class MovieSource:
                     held = frame  # before start (decoded to reach it from the keyframe) or a repeat
                     continue
                 while next_index < min(index, end) and held is not None:
-                    yield next_index, held.to_ndarray(format="rgb24")
+                    yield next_index, self._rgb(held)
                     next_index += 1
                 if index >= end:
                     break
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, self._rgb(frame)
                 next_index, held = index + 1, frame
         except av.error.FFmpegError as err:
-            raise MediaError(f"cannot decode {self._path} at frame {next_index}: {_reason(err)}") from None
+            raise MediaError(
+                f"cannot decode {self._path} at frame {next_index}: {_reason(err)}"
+            ) from None
         if next_index < end:
             raise MediaError(
-                f"{self._path} ended at frame {next_index}, expected {end} frames (truncated or damaged)"
+                f"{self._path} ended at frame {next_index}, expected {end} frames"
+                " (truncated or damaged)"
             )
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as RGB uint8 (H, W, 3), as frame.to_ndarray(format="rgb24") gives it.
+
+        Sources deeper than 8 bits are reduced to 8 here; frames are not accumulated anywhere.
+        """
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
 
     def _frames_from(self, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decoded frames with their source indices, beginning at or before `start`.
@@ -174,7 +201,7 @@ class MovieSource:
         or seek coarsely (MPEG-TS): the keyframe found can display *after* the target. So if the
         first frame decoded lies past start, back off further (2 s, 10 s), then decode from the top.
         """
-        if self._rate is None:
+        if not self._trust_pts:
             yield from self._counted()
             return
         time_base, origin = self._stream.time_base, self._stream.start_time or 0
@@ -197,9 +224,9 @@ class MovieSource:
     def _timed(self, seek_to: int | None) -> Iterator[tuple[int, av.VideoFrame]]:
         """Frames indexed by pts, from the keyframe before pts `seek_to` or from the top (None).
 
-        Timestamps that are missing, run backwards (AVI with B-frames) or, from the top, do not
-        begin at frame 0 cannot be trusted: then decode again from the top, counting frames.
-        The caller drops indices it has already served, so the switch is seamless.
+        Timestamps that are missing or run backwards cannot be trusted: then decode again from
+        the top, counting frames. The caller drops indices it has already served (and a repeated
+        index, two frames of a variable-rate file in one slot).
         """
         if seek_to is None:
             self._reopen()  # seeking "to the start" is itself imprecise in some containers
@@ -208,8 +235,7 @@ class MovieSource:
         last: int | None = None
         for frame in self._container.decode(self._stream):
             index = self._index_of(frame.pts)
-            if (index is None or (last is not None and index <= last)
-                    or (seek_to is None and last is None and index != 0)):
+            if index is None or (last is not None and index < last):
                 yield from self._counted()
                 return
             last = index
@@ -259,6 +285,26 @@ def _natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
+def _png_chunks_fit(data: bytes) -> bool:
+    """Whether a PNG's chunks all lie inside the file, up to IEND.
+
+    OpenCV 4.11 trusts a corrupt chunk length: a PNG signature followed by garbage makes it
+    allocate ~1.7 GB and spend seconds before failing. Walking the chunk headers costs microseconds.
+    """
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        pos += 12 + length  # length, type, data, CRC
+        if pos > len(data):
+            return False
+        if kind == b"IEND":
+            return True
+    return False
+
+
 class ImageSequenceSource:
     """Frames of a folder of PNG, JPEG or EXR files, one image per frame in natural order.
 
@@ -270,19 +316,22 @@ class ImageSequenceSource:
     def __init__(self, path: Path, start: int, count: int | None) -> None:
         self._path = path
         files = [f for f in path.iterdir()
-                 if f.suffix.lower() in _IMAGE_FORMATS and not f.name.startswith(".") and f.is_file()]
+                 if f.suffix.lower() in _IMAGE_FORMATS and not f.name.startswith(".")
+                 and f.is_file()]
         if not files:
             raise MediaError(f"no images in {path} (looked for .png, .jpg, .jpeg, .exr)")
         formats = sorted({_IMAGE_FORMATS[f.suffix.lower()] for f in files})
         if len(formats) > 1:
-            raise MediaError(f"mixed image formats in {path} ({', '.join(formats)}): keep one per folder")
+            raise MediaError(
+                f"mixed image formats in {path} ({', '.join(formats)}): keep one per folder"
+            )
         self._files = sorted(files, key=_natural_key)
         served = _clamp_range(path, len(self._files), start, count)
         first = self._read(start)
         self.info = SourceInfo(
             path=str(path),
             kind="images",
-            fps=IMAGE_SEQUENCE_FPS,
+            fps=DEFAULT_FPS,
             width=first.shape[1],
             height=first.shape[0],
             frame_count=len(self._files),
@@ -304,7 +353,8 @@ class ImageSequenceSource:
             image = self._read(index)
             if image.shape[:2] != (self.info.height, self.info.width):
                 raise MediaError(
-                    f"image {self._files[index]} (frame {index}) is {image.shape[1]}x{image.shape[0]},"
+                    f"image {self._files[index]} (frame {index})"
+                    f" is {image.shape[1]}x{image.shape[0]},"
                     f" the sequence is {self.info.width}x{self.info.height}"
                 )
             yield index, image
@@ -317,7 +367,10 @@ class ImageSequenceSource:
         file = self._files[index]
         try:
             data = np.fromfile(str(file), dtype=np.uint8)
-            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+            if file.suffix.lower() == ".png" and not _png_chunks_fit(data.tobytes()):
+                image = None
+            else:
+                image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
         except (OSError, cv2.error) as err:
             raise MediaError(f"cannot read image {file} (frame {index}): {err}") from None
         if image is None:

@@ -46,11 +46,11 @@ def fake_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 module.weight.zero_()
                 module.bias.fill_(10.0)
                 module.bias[-1] = -10.0
-        # ... except on the stride-128 head, whose boxes are stretched (exp(0.2 * 5) = 2.7x) so
+        # ... except on the stride-128 head, whose boxes are stretched (exp(0.2 * 8) = 5x) so
         # that they all overlap and non-maximum suppression leaves one per frame.
         det.conv7_2_mbox_conf.bias.copy_(torch.tensor([-10.0, 10.0]))
         det.conv7_2_mbox_loc.weight.zero_()
-        det.conv7_2_mbox_loc.bias.copy_(torch.tensor([0.0, 0.0, 5.0, 5.0]))
+        det.conv7_2_mbox_loc.bias.copy_(torch.tensor([0.0, 0.0, 8.0, 8.0]))
     names = {key: path.name for key, path in fan_backend.weight_files().items()}
     torch.save(det.state_dict(), folder / names["s3fd"])
     torch.save(FAN(4).state_dict(), folder / names["2DFAN-4"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -36,22 +37,38 @@ class DlibAligner:
     HOG finds faces of about 80 px and up in the image it scans, so with the default
     `detect_max_side=1280` a 1080p frame is scanned at 2/3 size and faces smaller than about
     120 source pixels are skipped: far too small to train on anyway, and scanning full 1080p
-    costs twice the time. dlib releases the GIL, so frames of a batch run on a thread pool.
+    costs twice the time. dlib releases the GIL, so frames of a batch run on a thread pool;
+    its detector is not safe to share between threads (it crashed doing so), so each thread
+    loads its own detector and predictor.
     """
 
     name = "dlib"
 
-    def __init__(self, detect_max_side: int = 1280, upsample: int = 0, threads: int | None = None):
+    def __init__(self, detector: str = "hog", detect_max_side: int = 1280, upsample: int = 0,
+                 threads: int | None = None):
+        """detector: "hog" (fast, frontal faces) or "cnn" (dlib's MMOD CNN: also finds turned,
+        partly hidden and small faces, at about 2 s per 640x360 frame on a CPU)."""
+        if detector not in ("hog", "cnn"):
+            raise AlignerError(f"unknown dlib detector {detector!r}: expected hog or cnn")
         try:
             import dlib
         except ImportError as exc:  # pragma: no cover - dlib-bin is a hard dependency
             raise AlignerError(f"the dlib aligner needs dlib (pip install dlib-bin): {exc}") from exc
         self._dlib = dlib
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
+        self.detector = detector
+        self._predictor_path = str(model_path("shape_predictor_68_face_landmarks.dat"))
+        self._cnn_path = str(model_path("mmod_human_face_detector.dat")) if detector == "cnn" else None
+        self._local = threading.local()
         self.detect_max_side = detect_max_side
         self.upsample = upsample
         self._pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
+
+    def _models(self):
+        if not hasattr(self._local, "detector"):
+            self._local.detector = (self._dlib.cnn_face_detection_model_v1(self._cnn_path) if self._cnn_path
+                                    else self._dlib.get_frontal_face_detector())
+            self._local.predictor = self._dlib.shape_predictor(self._predictor_path)
+        return self._local.detector, self._local.predictor
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         return list(self._pool.map(self._detect_one, frames))
@@ -60,7 +77,7 @@ class DlibAligner:
         """Fit the 68 points inside a given box (source pixels)."""
         frame = np.ascontiguousarray(frame)
         rect = self._dlib.rectangle(*(int(round(v)) for v in box))
-        shape = self._predictor(frame, rect)
+        shape = self._models()[1](frame, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
     def _detect_one(self, frame: np.ndarray) -> list[Face]:
@@ -68,7 +85,12 @@ class DlibAligner:
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_max_side / max(h, w))
         small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(small, self.upsample, 0.0)
+        detector = self._models()[0]
+        if self._cnn_path:
+            found = detector(small, self.upsample)
+            rects, scores = [d.rect for d in found], [d.confidence for d in found]
+        else:
+            rects, scores, _ = detector.run(small, self.upsample, 0.0)
         faces = []
         for rect, score in zip(rects, scores):
             box = (rect.left() / scale, rect.top() / scale, rect.right() / scale, rect.bottom() / scale)

@@ -57,11 +57,13 @@ def choose_aligner(name: str = "auto") -> tuple[str, str]:
     return ("fan" if usable else "dlib"), reason
 
 
-def make_aligner(name: str = "auto", device: str = "auto", log: Callable[[str], None] = print) -> FaceAligner:
+def make_aligner(name: str = "auto", device: str = "auto", log: Callable[[str], None] = print,
+                 detector: str = "hog") -> FaceAligner:
     """Build the aligner `name` on `device`, logging one line with the choice and its reason.
 
     An explicit "fan" fails with AlignerError when it cannot load; "auto" then falls back to dlib
-    (e.g. the host answered but the download failed).
+    (e.g. the host answered but the download failed). `detector` (hog | cnn) picks dlib's face
+    detector; fan always uses S3FD.
     """
     choice, reason = choose_aligner(name)
     if choice == "fan":
@@ -79,6 +81,6 @@ def make_aligner(name: str = "auto", device: str = "auto", log: Callable[[str], 
             return aligner
     from core.faces.dlib_backend import DlibAligner
 
-    aligner = DlibAligner()
-    log(f"aligner: dlib ({reason})")
+    aligner = DlibAligner(detector=detector)
+    log(f"aligner: dlib with the {detector} detector ({reason})")
     return aligner

@@ -1,0 +1,43 @@
+"""Shared fixtures. Real media come from ../shared/faces (never copied into the repository)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT.parent / "shared" / "faces"
+VIDEO = FACES / "video"
+
+# bpy writes user preferences and caches: keep them out of the user's home.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bd-blender-user-"))
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m core ...` as the add-on and a shell user run it."""
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    assert FACES.is_dir(), f"the shared test media are missing: {FACES}"
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def d18_faceset(tmp_path_factory) -> Path:
+    """liveportrait_d18.mp4, every frame, dlib backend: extracted once per test session."""
+    out = tmp_path_factory.mktemp("d18") / "faceset"
+    result = run_cli("extract", VIDEO / "liveportrait_d18.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
+    assert result.returncode == 0, result.stderr
+    return out
