@@ -118,8 +118,8 @@ class FanAligner:
 
     batch_size: frames per S3FD forward pass (memory: S3FD is VGG16 at full frame resolution).
     fan_batch_size: face crops (256 px) per 2DFAN4 forward pass.
-    flip_input: also run 2DFAN4 on the mirrored crop and average (the library's default; about
-    halves landmark jitter at twice the landmark cost).
+    flip_input: also run 2DFAN4 on the mirrored crop and sum the heatmaps (the library's default
+    test-time augmentation; twice the landmark cost, which is small next to S3FD's).
     """
 
     name = "fan"
