@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -121,39 +121,64 @@ def extract(input_path: str | Path, out: str | Path, settings: ExtractSettings, 
 
 def _run(faceset: fs.Faceset, input_path: Path, todo: list[int], aligner: FaceAligner,
          settings: ExtractSettings, events: Events, total: int) -> None:
+    """Decode batch k+1 while batch k is detected and cropped: on two cores, decoding 1080p
+    in series with detection cost a fifth of the throughput. At most two batches are in
+    memory, however long the clip. Results are recorded in this thread, in frame order."""
     wanted = set(todo)
     done = total - len(todo)
     last_save = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-    batch: list[tuple[int, np.ndarray]] = []
+    crop_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    batch_worker = ThreadPoolExecutor(max_workers=1)
+    pending: Future | None = None
 
-    def flush() -> None:
+    def process(batch: list[tuple[int, np.ndarray]]) -> list[tuple[int, list[fs.FaceRecord]]]:
+        found = aligner.detect([frame for _, frame in batch])
+        records = crop_pool.map(lambda args: _crop_faces(faceset, *args, settings),
+                                [(index, frame, choose_faces(faces, settings.face))
+                                 for (index, frame), faces in zip(batch, found)])
+        return list(zip([index for index, _ in batch], records))
+
+    def record(future: Future) -> None:
         nonlocal done, last_save
-        frames = [frame for _, frame in batch]
-        found = aligner.detect(frames)
-        records = pool.map(lambda args: _crop_faces(faceset, *args, settings),
-                           [(index, frame, choose_faces(faces, settings.face))
-                            for (index, frame), faces in zip(batch, found)])
-        for (index, _), faces in zip(batch, records):
+        results = future.result()
+        for index, faces in results:
             faceset.frames[index] = faces
             if not faces:
                 events.flag(index, "no_face")
-        done += len(batch)
-        batch.clear()
+        done += len(results)
         events.progress("extract", done, total, faces=sum(len(v) for v in faceset.frames.values()))
         if time.monotonic() - last_save > SAVE_INTERVAL_S:
             faceset.save()
             last_save = time.monotonic()
 
-    with open_source(input_path, start=todo[0], count=todo[-1] - todo[0] + 1) as source:
-        for index, frame in source:
-            if index in wanted:
-                batch.append((index, to_display_uint8(frame)))
-                if len(batch) >= settings.batch:
-                    flush()
+    def submit(batch: list[tuple[int, np.ndarray]]) -> None:
+        nonlocal pending
+        if pending is not None:
+            record(pending)
+        pending = batch_worker.submit(process, batch)
+
+    try:
+        batch: list[tuple[int, np.ndarray]] = []
+        with open_source(input_path, start=todo[0], count=todo[-1] - todo[0] + 1) as source:
+            for index, frame in source:
+                if index in wanted:
+                    batch.append((index, to_display_uint8(frame)))
+                    if len(batch) >= settings.batch:
+                        submit(batch)
+                        batch = []
         if batch:
-            flush()
-    pool.shutdown()
+            submit(batch)
+        if pending is not None:
+            record(pending)
+            pending = None
+    finally:
+        if pending is not None:  # interrupted or failed: keep the batch in flight if it finishes cleanly
+            try:
+                record(pending)
+            except Exception:
+                pass
+        batch_worker.shutdown()
+        crop_pool.shutdown()
 
 
 def _crop_faces(faceset: fs.Faceset, index: int, frame: np.ndarray, faces: list[Face],

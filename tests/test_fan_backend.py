@@ -168,7 +168,7 @@ def test_auto_falls_back_to_dlib_at_once(tmp_path: Path, monkeypatch: pytest.Mon
     built = make_aligner("auto", "cpu", log=lines.append)
     assert time.monotonic() - start < 5.0
     assert built.name == "dlib"
-    assert len(lines) == 1 and lines[0].startswith("aligner: dlib (") and "not cached" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("aligner: dlib") and "not cached" in lines[0]
 
 
 def test_explicit_fan_without_weights_is_an_aligner_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
