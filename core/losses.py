@@ -1,0 +1,58 @@
+"""Reconstruction losses: L1 plus structural dissimilarity, weighted towards the face.
+
+The weight map is 1 inside the landmark hull, `EYE_MOUTH_WEIGHT` on the eyes and mouth (where
+viewers look and where a blurred swap gives itself away) and `BACKGROUND_WEIGHT` outside the
+face, which the swap never shows anyway. The mask channel learns the landmark hull.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EYE_MOUTH_WEIGHT = 3.0
+BACKGROUND_WEIGHT = 0.1
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+
+
+def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - SSIM_WINDOW // 2
+    g = torch.exp(-x ** 2 / (2 * SSIM_SIGMA ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM (Wang et al. 2004; Gaussian window 11, sigma 1.5) of images in [0, 1],
+    averaged over channels: (n, 1, h, w)."""
+    channels = x.shape[1]
+    window = _gaussian_window(channels, x.device, x.dtype)
+    pad = SSIM_WINDOW // 2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(t, [pad] * 4, mode="reflect"), window, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return ssim.mean(dim=1, keepdim=True)
+
+
+def weight_map(hull: torch.Tensor, eyes_mouth: torch.Tensor) -> torch.Tensor:
+    """(n, 1, h, w) loss weights from the hull mask and the eye/mouth mask, both in [0, 1]."""
+    return BACKGROUND_WEIGHT + (1 - BACKGROUND_WEIGHT) * hull + (EYE_MOUTH_WEIGHT - 1) * eyes_mouth
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of L1 + DSSIM ((1 - SSIM) / 2), one scalar for the batch."""
+    pred, target, weights = pred.float(), target.float(), weights.float()
+    l1 = (pred - target).abs().mean(dim=1, keepdim=True)
+    dssim = (1 - ssim_map(pred, target)) / 2
+    return ((l1 + dssim) * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+def mask_loss(pred_mask: torch.Tensor, hull: torch.Tensor) -> torch.Tensor:
+    return (pred_mask.float() - hull.float()).abs().mean()
