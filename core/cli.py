@@ -34,6 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--force", action="store_true", help="replace a faceset of another source in --out")
     ex.add_argument("--events", choices=["jsonl"], default=None, help="JSON events on stdout instead of a progress bar")
 
+    tr = steps.add_parser("train", help="train (or resume) a model on faceset A (the footage's face) and B (the new face)")
+    tr.add_argument("--faceset-a", type=Path, action="append", required=True, help="faceset of A; repeat for several")
+    tr.add_argument("--faceset-b", type=Path, action="append", required=True, help="faceset of B; repeat for several")
+    tr.add_argument("--model", type=Path, required=True, help="model folder: created, or resumed if it exists")
+    tr.add_argument("--preset", choices=["small", "standard", "large"], default="small",
+                    help="small: 64 px (CPU, quick looks); standard: 128 px; large: 256 px")
+    tr.add_argument("--iterations", type=int, default=1000, help="train until this iteration (a resumed model continues)")
+    tr.add_argument("--batch-size", type=int, default=None, help="faces per identity per step (default: 16 on CPU, the most that fits on CUDA)")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--holdout", type=float, default=0.0, help="share of each faceset's last frames kept out of training")
+    tr.add_argument("--save-every", type=int, default=250)
+    tr.add_argument("--preview-every", type=int, default=250)
+    tr.add_argument("--events", choices=["jsonl"], default=None)
+
     info = steps.add_parser("info", help="check a faceset and summarise it")
     info.add_argument("faceset", type=Path)
     info.add_argument("--events", choices=["jsonl"], default=None)
@@ -59,6 +74,21 @@ def run_info(args: argparse.Namespace, events: Events) -> None:
               f"median sharpness {summary['median_blur']}")
 
 
+def run_train(args: argparse.Namespace, events: Events) -> None:
+    from core.train import TrainSettings, train
+
+    if args.iterations <= 0 or (args.batch_size is not None and args.batch_size <= 0) or not 0 <= args.holdout < 1:
+        raise DeepfakeError("--iterations and --batch-size must be positive and --holdout in [0, 1)")
+    settings = TrainSettings(facesets_a=args.faceset_a, facesets_b=args.faceset_b, model_dir=args.model,
+                             preset=args.preset, iterations=args.iterations, batch_size=args.batch_size,
+                             device=args.device, seed=args.seed, holdout=args.holdout,
+                             save_every=args.save_every, preview_every=args.preview_every)
+    summary = train(settings, events)
+    if not events.jsonl:
+        events.log(f"{summary['model']}: iteration {summary['iteration']}, loss A {summary['loss_a']}, "
+                   f"loss B {summary['loss_b']}, {summary['samples_per_s']} samples/s")
+
+
 def run_extract(args: argparse.Namespace, events: Events) -> None:
     from core.extract import ExtractSettings, extract
 
@@ -78,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(jsonl=args.events == "jsonl")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        {"extract": run_extract, "info": run_info}[args.step](args, events)
+        {"extract": run_extract, "train": run_train, "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))
         return 1

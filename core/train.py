@@ -163,10 +163,12 @@ class Trainer:
                                            for key in ("step", "exp_avg", "exp_avg_sq")}
                 optim_state["state"][i]["step"] = optim_state["state"][i]["step"].cpu()
         self.optimizer.load_state_dict(optim_state)
-        self.sample_rng.set_state(extras[f"rng.sample.{self.rank}"] if f"rng.sample.{self.rank}" in extras
-                                  else extras["rng.sample.0"])
-        if self.device.type == "cpu":
+        if self.rank == 0:
+            self.sample_rng.set_state(extras["rng.sample.0"])
             self.augment_rng.set_state(extras["rng.augment.0"])
+        else:  # only rank 0's streams are saved; the others restart theirs, distinct per rank
+            self.sample_rng.manual_seed(self.settings.seed * 1000 + self.rank + 7919 * self.state.iteration)
+            self.augment_rng.manual_seed(self.settings.seed * 1000 + 500 + self.rank + 7919 * self.state.iteration)
 
     def save(self) -> None:
         if self.rank != 0:

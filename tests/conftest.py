@@ -41,3 +41,12 @@ def d18_faceset(tmp_path_factory) -> Path:
     result = run_cli("extract", VIDEO / "liveportrait_d18.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def d19_faceset(tmp_path_factory) -> Path:
+    """liveportrait_d19.mp4, every frame, dlib backend: extracted once per test session."""
+    out = tmp_path_factory.mktemp("d19") / "faceset"
+    result = run_cli("extract", VIDEO / "liveportrait_d19.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
+    assert result.returncode == 0, result.stderr
+    return out

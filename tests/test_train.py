@@ -1,0 +1,126 @@
+"""The Train step on the d18 / d19 facesets, on the CPU: mechanics and measurable trends."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import ROOT, VIDEO, events_of, run_cli
+from core.errors import DeepfakeError, FacesetError
+from core.events import Events
+from core.model import PRESETS, build_model, load_model
+from core.train import TrainSettings, rebuild_ssim, train
+from core.train_data import load_identity
+
+QUIET = Events(jsonl=True, out=open(os.devnull, "w"))
+
+
+def _settings(a: Path, b: Path, model: Path, iterations: int, **kw) -> TrainSettings:
+    kw = {"batch_size": 4, "device": "cpu", "seed": 7, "save_every": 10_000, "preview_every": 10_000, **kw}
+    return TrainSettings(facesets_a=[a], facesets_b=[b], model_dir=model, iterations=iterations, **kw)
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path, d18_faceset, d19_faceset):
+    train(_settings(d18_faceset, d19_faceset, tmp_path / "resumed", 20), QUIET)
+    train(_settings(d18_faceset, d19_faceset, tmp_path / "resumed", 40), QUIET)
+    train(_settings(d18_faceset, d19_faceset, tmp_path / "straight", 40), QUIET)
+    resumed, straight = _tensors(tmp_path / "resumed"), _tensors(tmp_path / "straight")
+    assert resumed.keys() == straight.keys()
+    different = [k for k in resumed if not torch.equal(resumed[k], straight[k])]
+    assert not different, different[:5]
+    state = json.loads((tmp_path / "resumed" / "state.json").read_text())
+    assert state["iteration"] == 40 and [row[0] for row in state["losses"]] == [10, 20, 30, 40]
+
+
+def test_short_cpu_run_learns_the_faces(tmp_path, d18_faceset, d19_faceset):
+    """Loss falls and held-out faces (the last 20 % of frames) rebuild better than untrained."""
+    model_dir = tmp_path / "model"
+    summary = train(_settings(d18_faceset, d19_faceset, model_dir, 150, batch_size=8, holdout=0.2,
+                              preview_every=150), QUIET)
+    assert summary["iteration"] == 150
+    losses = json.loads((model_dir / "state.json").read_text())["losses"]
+    first, last = losses[0], losses[-1]
+    assert last[1] < 0.8 * first[1] and last[2] < 0.8 * first[2], losses
+    config = PRESETS["small"]
+    _, held_a = load_identity([d18_faceset], config.resolution, 0.2)
+    _, held_b = load_identity([d19_faceset], config.resolution, 0.2)
+    torch.manual_seed(7)
+    untrained = build_model(config)
+    trained = load_model(model_dir)[0]
+    for held, identity in ((held_a, "a"), (held_b, "b")):
+        before, after = rebuild_ssim(untrained, held, identity), rebuild_ssim(trained, held, identity)
+        assert after > before + 0.15, (identity, before, after)
+    assert (model_dir / "preview.png").stat().st_size > 0
+
+
+def test_cli_refuses_a_model_of_another_preset(tmp_path, d18_faceset, d19_faceset):
+    model_dir = tmp_path / "model"
+    train(_settings(d18_faceset, d19_faceset, model_dir, 2), QUIET)
+    result = run_cli("train", "--faceset-a", d18_faceset, "--faceset-b", d19_faceset, "--model", model_dir,
+                     "--preset", "standard", "--iterations", 4, "--device", "cpu")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: ") and "small" in result.stderr and "standard" in result.stderr
+    assert json.loads((model_dir / "state.json").read_text())["iteration"] == 2
+
+
+def test_bad_facesets_are_refused_clearly(tmp_path, d18_faceset):
+    empty = tmp_path / "empty"
+    assert run_cli("extract", VIDEO / "face_recognition_short_hamilton_clip.mp4", "--out", empty, "--start", 50,
+                   "--count", 8, "--aligner", "dlib").returncode == 0
+    with pytest.raises(FacesetError, match="holds no faces"):
+        load_identity([empty], 64)
+    small = tmp_path / "small_crops"
+    assert run_cli("extract", VIDEO / "liveportrait_d19.mp4", "--out", small, "--count", 4, "--size", 128,
+                   "--aligner", "dlib").returncode == 0
+    with pytest.raises(FacesetError, match="different crop sizes"):
+        load_identity([d18_faceset, small], 64)
+    with pytest.raises(DeepfakeError, match="not a faceset"):
+        load_identity([tmp_path], 64)
+
+
+def test_kill_9_during_checkpoints_leaves_a_loadable_model(tmp_path, d18_faceset, d19_faceset):
+    model_dir = tmp_path / "model"
+    cmd = [sys.executable, "-m", "core", "train", "--faceset-a", str(d18_faceset), "--faceset-b", str(d19_faceset),
+           "--model", str(model_dir), "--iterations", "1000", "--batch-size", "2", "--device", "cpu",
+           "--save-every", "1", "--events", "jsonl"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if json.loads(line).get("done", 0) >= 20:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    model, config, extras, metadata = load_model(model_dir)
+    assert json.loads(metadata["state"])["iteration"] >= 20
+    # and training resumes from it
+    result = run_cli("train", "--faceset-a", d18_faceset, "--faceset-b", d19_faceset, "--model", model_dir,
+                     "--iterations", json.loads(metadata["state"])["iteration"] + 2, "--batch-size", 2,
+                     "--device", "cpu", "--events", "jsonl")
+    assert result.returncode == 0, result.stderr
+    assert any(e["event"] == "log" and "resuming" in e["message"] for e in events_of(result.stdout))
+
+
+def test_torchrun_two_processes_with_gloo(tmp_path, d18_faceset, d19_faceset):
+    model_dir = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+         "-m", "core", "train", "--faceset-a", str(d18_faceset), "--faceset-b", str(d19_faceset), "--model",
+         str(model_dir), "--iterations", "40", "--batch-size", "4", "--device", "cpu", "--events", "jsonl"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = events_of(result.stdout)
+    assert sum(1 for e in events if e["event"] == "result") == 1  # rank 0 alone reports
+    assert any("x 2 processes" in e.get("message", "") for e in events)
+    losses = json.loads((model_dir / "state.json").read_text())["losses"]
+    assert losses[-1][1] < losses[0][1] and losses[-1][2] < losses[0][2]
