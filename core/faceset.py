@@ -7,9 +7,7 @@ a faceset that loads and resumes. Plain JSON and PNG: safe to open whoever made 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from core.atomic import write_atomic
 from core.errors import FacesetError
 
 FORMAT = "blender-deepfake-faceset"
@@ -159,24 +158,11 @@ def _face_from_json(face: Any, where: str) -> FaceRecord:
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename over it: readers see the old file
-    or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_crop(path: Path, crop_rgb: np.ndarray) -> None:
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise FacesetError(f"could not encode {path}")
-    write_atomic(path, png.tobytes())
+    write_atomic(path, png.tobytes(), durable=False)
 
 
 def read_crop(path: Path) -> np.ndarray:

@@ -14,9 +14,6 @@ so a lying or hostile folder costs an error message, not memory or a crash.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from core.atomic import write_atomic
 from core.errors import DeepfakeError
 
 FORMAT = "blender-deepfake-model"
@@ -332,9 +330,9 @@ def save_model(folder: str | Path, model: nn.Module, config: ModelConfig,
     config_bytes = (json.dumps(config_json, indent=2) + "\n").encode()
     config_path = folder / CONFIG
     if not config_path.is_file() or config_path.read_bytes() != config_bytes:
-        _write_atomic(config_path, lambda tmp: tmp.write_bytes(config_bytes))
+        write_atomic(config_path, lambda tmp: tmp.write_bytes(config_bytes))
     _remove_stale_temps(folder)
-    _write_atomic(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_atomic(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def unwrap(model: nn.Module) -> FaceSwapModel:
@@ -353,41 +351,6 @@ def _storable(tensor: Tensor) -> Tensor:
     contiguous; a caller's tensor may be a view into a larger one). One copy does all three."""
     out = torch.empty(tuple(tensor.shape), dtype=tensor.dtype, device="cpu")
     return out.copy_(tensor.detach())
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """`write(tmp)` a temp file beside `path`, fsync it, rename it over `path`, fsync the folder:
-    readers (and a reboot) see the old file or the new one, never a torn one."""
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        # The umask's mode, not the 0600 that mkstemp and safetensors (its own temp file) give:
-        # other users of a shared folder (a render farm) must be able to read the model.
-        with open(tmp, "xb"):
-            pass
-        mode = stat.S_IMODE(os.stat(tmp).st_mode)
-        write(tmp)
-        os.chmod(tmp, mode)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable; not possible (nor needed) on Windows."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_temps(folder: Path) -> None:

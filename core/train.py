@@ -13,7 +13,6 @@ Hyper-parameters and why:
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,9 +28,9 @@ from torch import nn
 from core.augment import AugmentSettings, augment
 from core.errors import DeepfakeError
 from core.events import Events
-from core.faceset import write_atomic
+from core.atomic import write_atomic
 from core.losses import mask_loss, reconstruction_loss, ssim_map, weight_map
-from core.model import PRESETS, FaceSwapModel, ModelConfig, build_model, load_config, load_model, save_model
+from core.model import PRESETS, FaceSwapModel, ModelConfig, build_model, load_model, save_model
 from core.train_data import IdentityFaces, load_identity
 
 LEARNING_RATE = 5e-5
@@ -309,6 +308,8 @@ class Trainer:
         self.model.train()
         grid = torch.cat([torch.cat(list(row), dim=2) for row in rows], dim=1)
         image = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        if self.config.resolution < 128:  # 64 px faces are too small to judge by eye
+            image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         write_atomic(self.settings.model_dir / "preview.png", png.tobytes())
 
@@ -336,4 +337,3 @@ def train(settings: TrainSettings, events: Events) -> dict[str, Any]:
     return Trainer(settings, events).run()
 
 
-__all__ = ["TrainSettings", "TrainState", "Trainer", "train", "rebuild_ssim", "LEARNING_RATE", "BETAS", "math"]
