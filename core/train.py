@@ -127,12 +127,12 @@ class Trainer:
                                 facesets_b=[str(p) for p in settings.facesets_b])
         if resume is not None:
             self._restore(*resume)
-        self.state.batch_size = self._batch_size()
         self.amp_dtype = None
         if self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             self.model = self.model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.state.batch_size = self._batch_size()
         self.step_module: nn.Module = TrainStep(self.model)
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(
