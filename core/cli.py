@@ -49,6 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--preview-every", type=int, default=250)
     tr.add_argument("--events", choices=["jsonl"], default=None)
 
+    sw = steps.add_parser("swap", help="replace the trained person's face in a movie or image sequence")
+    sw.add_argument("input", type=Path, help="a movie file or a folder of PNG / JPEG / EXR frames")
+    sw.add_argument("--model", type=Path, required=True)
+    sw.add_argument("--out", type=Path, required=True, help="a folder (png, exr) or a .mp4 file")
+    sw.add_argument("--start", type=int, default=0)
+    sw.add_argument("--count", type=int, default=None)
+    sw.add_argument("--alignments", type=Path, default=None, help="alignments.json of an extraction of the same source")
+    sw.add_argument("--direction", choices=["a2b", "b2a"], default="a2b", help="a2b: the footage shows A, paint B")
+    sw.add_argument("--mode", choices=["composite", "overlay"], default="composite",
+                    help="composite: full frames; overlay: an RGBA face layer for Alpha Over above the source")
+    sw.add_argument("--format", choices=["png", "exr", "mp4"], default="png")
+    sw.add_argument("--bit-depth", type=int, choices=[8, 16], default=8, help="PNG bit depth")
+    sw.add_argument("--color", choices=["none", "mean-std", "histogram", "seamless"], default="mean-std")
+    sw.add_argument("--smooth", type=float, default=1.0, help="temporal smoothing strength (0: off)")
+    sw.add_argument("--erode", type=float, default=0.03, help="mask erosion, as a share of the face width")
+    sw.add_argument("--blur", type=float, default=0.08, help="mask feather, as a share of the face width")
+    sw.add_argument("--face", choices=["identity", "largest"], default="identity",
+                    help="identity: the face closest to the trained person; largest: the biggest face")
+    sw.add_argument("--colorspace", default=None, help="the source's colourspace (default: sRGB, or Linear Rec.709 for EXR)")
+    sw.add_argument("--ocio-config", default=None, help="OCIO config (default: a built-in one; the add-on passes Blender's)")
+    sw.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
+    sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sw.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    sw.add_argument("--events", choices=["jsonl"], default=None)
+
     info = steps.add_parser("info", help="check a faceset and summarise it")
     info.add_argument("faceset", type=Path)
     info.add_argument("--events", choices=["jsonl"], default=None)
@@ -89,6 +114,20 @@ def run_train(args: argparse.Namespace, events: Events) -> None:
                    f"loss B {summary['loss_b']}, {summary['samples_per_s']} samples/s")
 
 
+def run_swap(args: argparse.Namespace, events: Events) -> None:
+    from core.swap import SwapSettings, swap
+
+    if args.start < 0 or (args.count is not None and args.count <= 0) or args.smooth < 0:
+        raise DeepfakeError("--start must be >= 0, --count > 0 and --smooth >= 0")
+    keys = ("start", "count", "alignments", "direction", "mode", "format", "bit_depth", "color", "smooth", "erode",
+            "blur", "face", "colorspace", "ocio_config", "aligner", "device", "force")
+    summary = swap(args.input, args.model, args.out, SwapSettings(**{k: getattr(args, k) for k in keys}), events)
+    if not events.jsonl:
+        flags = ", ".join(f"{n} {r}" for r, n in summary["flags"].items()) or "none"
+        events.log(f"{summary['output']}: {summary['frames_written']} of {summary['frames']} frames written "
+                   f"({summary['fps'] or 0:.1f} frames/s), flags: {flags}")
+
+
 def run_extract(args: argparse.Namespace, events: Events) -> None:
     from core.extract import ExtractSettings, extract
 
@@ -108,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(jsonl=args.events == "jsonl")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        {"extract": run_extract, "train": run_train, "info": run_info}[args.step](args, events)
+        {"extract": run_extract, "train": run_train, "swap": run_swap, "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))
         return 1

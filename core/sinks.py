@@ -1,0 +1,122 @@
+"""Frame sinks for the swap's output: image sequences (PNG 8/16-bit, RGBA for overlays, EXR) and
+movies (H.264 through PyAV).
+
+Image sequences are one file per source frame, named by the source frame number, each written
+atomically: a rerun skips the frames already there (resume), and a render farm can split a shot
+into ranges with no extra machinery. A movie cannot be appended to, so it is written to a
+temporary file and renamed when complete; a killed movie job starts over.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read when OpenCV first touches an EXR
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core.atomic import write_atomic  # noqa: E402
+from core.errors import MediaError  # noqa: E402
+
+Format = Literal["png", "exr", "mp4"]
+MP4_CRF = 12  # visually lossless for faces; the editor re-encodes the final cut anyway
+
+
+class ImageSequenceSink:
+    def __init__(self, folder: Path, fmt: Literal["png", "exr"], bit_depth: int = 8, prefix: str = "frame_"):
+        if fmt == "png" and bit_depth not in (8, 16):
+            raise ValueError("PNG bit depth is 8 or 16")
+        self.folder, self.fmt, self.bit_depth, self.prefix = Path(folder), fmt, bit_depth, prefix
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{self.prefix}{index:06d}.{self.fmt}"
+
+    def done(self, index: int) -> bool:
+        return self.path(index).is_file()
+
+    def write(self, index: int, frame: np.ndarray) -> None:
+        """frame: RGB or RGBA; uint8/uint16 for PNG (converted to the sink's depth), float32 for EXR."""
+        if self.fmt == "png":
+            frame = _to_depth(frame, self.bit_depth)
+        elif frame.dtype != np.float32:
+            frame = _to_float(frame)
+        code = cv2.COLOR_RGBA2BGRA if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        ok, data = cv2.imencode(f".{self.fmt}", cv2.cvtColor(frame, code))
+        if not ok:
+            raise MediaError(f"could not encode {self.path(index)}")
+        write_atomic(self.path(index), data.tobytes(), durable=False)
+
+    def close(self) -> None:
+        pass
+
+    def outputs(self) -> list[str]:
+        return [str(self.folder)]
+
+
+class MovieSink:
+    def __init__(self, path: Path, fps: float, width: int, height: int):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        self.container = av.open(str(self.tmp), "w")
+        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = width, height
+        # 4:2:0 needs even sizes; odd ones keep full chroma instead of losing a pixel row.
+        self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        self.stream.options = {"crf": str(MP4_CRF), "preset": "medium"}
+
+    def done(self, index: int) -> bool:
+        return False
+
+    def write(self, index: int, frame: np.ndarray) -> None:
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_to_depth(frame[..., :3], 8)), format="rgb24")
+        for packet in self.stream.encode(video_frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def outputs(self) -> list[str]:
+        return [str(self.path)]
+
+
+def _to_depth(frame: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 8:
+        if frame.dtype == np.uint8:
+            return frame
+        if frame.dtype == np.uint16:
+            return ((frame.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+    if frame.dtype == np.uint16:
+        return frame
+    if frame.dtype == np.uint8:
+        return frame.astype(np.uint16) * 257
+    return np.round(np.clip(frame, 0, 1) * 65535).astype(np.uint16)
+
+
+def _to_float(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype == np.uint8:
+        return frame.astype(np.float32) / 255
+    if frame.dtype == np.uint16:
+        return frame.astype(np.float32) / 65535
+    return frame.astype(np.float32)
+
+
+def open_sink(out: Path, fmt: Format, fps: float, width: int, height: int, bit_depth: int = 8):
+    if fmt == "mp4":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return MovieSink(out, fps, width, height)
+    return ImageSequenceSink(out, fmt, bit_depth)

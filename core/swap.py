@@ -1,0 +1,315 @@
+"""The Swap step: every frame of a range, the trained person's face replaced, written out.
+
+Per frame: find the faces (or reuse an extraction's alignments), pick the trained person by face
+descriptor, follow it as a track whose landmarks are smoothed over time, align, encode, decode
+with the other identity's decoder, match colour to the original face (statistics smoothed per
+track), warp back in float, and composite through a feathered mask in the source's own colour
+space. Only the crop's footprint is converted and recomposited: every pixel where the final mask
+is 0 is the source's, bit for bit. Frames without a face are written unchanged and flagged.
+Image-sequence outputs resume: frames already written are skipped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+
+from core import blend
+from core.atomic import write_atomic
+from core.color import ColorConverter, frame_to_network, get_converter, to_display_uint8
+from core.errors import DeepfakeError
+from core.events import Events
+from core.extract import source_fingerprint
+from core.faces.align import alignment_matrix, transform_points
+from core.faces.base import Face
+from core.faces.identity import SAME_PERSON, FaceDescriber, distance, faceset_descriptor
+from core.faceset import Faceset
+from core.media import open_source
+from core.model import load_model
+from core.sinks import open_sink
+from core.temporal import FaceTracker, StatsSmoother, TrackedFace
+
+CROP = 256  # crops are aligned at this size, then resized to the model's resolution
+LOW_SCORE = 0.5
+DESCRIBE_EVERY = 10  # frames between identity checks of a lone face
+SWAP_RECORD = "swap.json"
+
+
+@dataclass
+class SwapSettings:
+    start: int = 0
+    count: int | None = None
+    alignments: Path | None = None
+    direction: Literal["a2b", "b2a"] = "a2b"
+    mode: Literal["composite", "overlay"] = "composite"
+    format: Literal["png", "exr", "mp4"] = "png"
+    bit_depth: int = 8
+    color: Literal["none", "mean-std", "histogram", "seamless"] = "mean-std"
+    smooth: float = 1.0
+    erode: float = 0.03
+    blur: float = 0.08
+    face: Literal["identity", "largest"] = "identity"
+    colorspace: str | None = None
+    ocio_config: str | None = None
+    aligner: str = "auto"
+    device: str = "auto"
+    batch: int = 8
+    force: bool = False
+
+
+@dataclass
+class Pending:
+    """A frame on its way through the model."""
+
+    index: int
+    frame: np.ndarray
+    tracked: TrackedFace | None = None
+    matrix: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+    crop: np.ndarray | None = None  # network sRGB float32, CROP x CROP
+
+
+def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
+    out_r, src_r = out.resolve(), source.resolve()
+    if out_r == src_r or src_r in out_r.parents or (source.is_dir() and out_r in src_r.parents):
+        raise DeepfakeError(f"output {out} is the source {source} or inside it: choose another path")
+    if settings.format == "mp4" and out.suffix.lower() != ".mp4":
+        raise DeepfakeError(f"--format mp4 writes a file: --out should end in .mp4, not {out.name}")
+    if settings.format == "mp4" and settings.mode == "overlay":
+        raise DeepfakeError("overlay needs an alpha channel: use --format png or exr")
+    if settings.color == "seamless" and settings.format == "exr":
+        raise DeepfakeError("--color seamless works on 8-bit frames only: use mean-std for EXR")
+
+
+class Swapper:
+    def __init__(self, input_path: Path, model_dir: Path, out: Path, settings: SwapSettings, events: Events):
+        self.input_path, self.model_dir, self.out, self.settings, self.events = input_path, model_dir, out, settings, events
+        self.device = torch.device("cuda" if settings.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if settings.device == "auto" else settings.device))
+        self.model, self.config, _, metadata = load_model(model_dir, device=str(self.device))
+        self.model.eval()
+        self.state = json.loads(metadata.get("state", "{}"))
+        self.own, self.other = ("a", "b") if settings.direction == "a2b" else ("b", "a")
+        self.flags: dict[int, list[str]] = {}
+        self.identity: np.ndarray | None = None
+        self.describer: FaceDescriber | None = None
+        self.track_distance: dict[int, float] = {}
+        self.track_described: dict[int, int] = {}
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _identity(self) -> None:
+        """The footage person's mean descriptor, from the facesets the model was trained on
+        (cached in the model folder)."""
+        if self.settings.face != "identity":
+            return
+        cache = self.model_dir / "identity.json"
+        key = f"faceset_{self.own}"
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        self.describer = FaceDescriber()
+        if key not in known:
+            folders = [Path(p) for p in self.state.get(f"facesets_{self.own}", []) if (Path(p) / "alignments.json").is_file()]
+            if not folders:
+                self.events.warning(f"the facesets this model was trained on are gone; picking the largest face instead")
+                self.describer = None
+                return
+            known[key] = np.mean([faceset_descriptor(f, self.describer) for f in folders], axis=0).tolist()
+            write_atomic(cache, (json.dumps(known) + "\n").encode())
+        self.identity = np.asarray(known[key])
+
+    def _alignments(self, info: Any) -> Faceset | None:
+        if self.settings.alignments is None:
+            return None
+        path = self.settings.alignments
+        faceset = Faceset.load(path.parent if path.name == "alignments.json" else path, check_crops=False)
+        mine = source_fingerprint(info)
+        theirs = faceset.source
+        if (theirs.get("path"), theirs.get("size"), theirs.get("mtime")) != (mine["path"], mine["size"], mine["mtime"]):
+            raise DeepfakeError(f"{path} was extracted from {theirs.get('path')}, not from {mine['path']} "
+                                "(or the file changed since)")
+        return faceset
+
+    def _record(self) -> dict[str, Any]:
+        return {"model": str(self.model_dir.resolve()), "direction": self.settings.direction,
+                "mode": self.settings.mode, "format": self.settings.format, "bit_depth": self.settings.bit_depth,
+                "color": self.settings.color, "smooth": self.settings.smooth, "erode": self.settings.erode,
+                "blur": self.settings.blur, "face": self.settings.face}
+
+    # -- per frame --------------------------------------------------------------------------------
+    def flag(self, index: int, reason: str, **extra: Any) -> None:
+        self.flags.setdefault(index, []).append(reason)
+        self.events.flag(index, reason, **extra)
+
+    def _choose(self, index: int, display: np.ndarray, tracked: list[TrackedFace]) -> TrackedFace | None:
+        if not tracked:
+            return None
+        if self.identity is None or self.describer is None:
+            return max(tracked, key=lambda t: t.face.area)
+        for t in tracked:
+            due = len(tracked) > 1 or index - self.track_described.get(t.track_id, -10**9) >= DESCRIBE_EVERY
+            if due:
+                d = distance(self.describer.describe(display, t.face.landmarks), self.identity)
+                old = self.track_distance.get(t.track_id)
+                self.track_distance[t.track_id] = d if old is None else 0.5 * old + 0.5 * d
+                self.track_described[t.track_id] = index
+        chosen = min(tracked, key=lambda t: self.track_distance.get(t.track_id, 9.0))
+        if self.track_distance.get(chosen.track_id, 0.0) > SAME_PERSON:
+            self.flag(index, "identity_mismatch", distance=round(self.track_distance[chosen.track_id], 3))
+        return chosen
+
+    def _prepare(self, item: Pending, converter: ColorConverter) -> None:
+        lm = item.tracked.landmarks
+        item.matrix = alignment_matrix(lm, CROP)
+        item.box = blend.crop_footprint(item.matrix, CROP, item.frame.shape)
+        x0, y0, x1, y1 = item.box
+        region = frame_to_network(item.frame[y0:y1, x0:x1, :3], converter)
+        item.crop = cv2.warpAffine(region, blend.footprint_matrix(item.matrix, item.box), (CROP, CROP),
+                                   flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+    @torch.no_grad()
+    def _infer(self, items: list[Pending]) -> tuple[np.ndarray, np.ndarray]:
+        res = self.config.resolution
+        batch = np.stack([cv2.resize(it.crop, (res, res), interpolation=cv2.INTER_AREA) for it in items])
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
+        rgb, mask = self.model(x, self.other)
+        return (rgb.float().permute(0, 2, 3, 1).cpu().numpy(), mask.float()[:, 0].cpu().numpy())
+
+    def _finish(self, item: Pending, rgb: np.ndarray, learned: np.ndarray, converter: ColorConverter,
+                stats: StatsSmoother) -> np.ndarray:
+        s = self.settings
+        face = np.clip(cv2.resize(rgb, (CROP, CROP), interpolation=cv2.INTER_CUBIC), 0, 1)
+        hull = transform_points(item.tracked.landmarks, item.matrix)
+        mask = blend.face_mask(hull, CROP, learned=learned, erode=s.erode, blur=s.blur)
+        if s.color == "mean-std":
+            target = stats(item.tracked.track_id, item.index, blend.lab_stats(item.crop, mask))
+            face = blend.transfer_color("mean-std", face, item.crop, mask, stats_override=target)
+        elif s.color == "histogram":
+            face = blend.transfer_color("histogram", face, item.crop, mask)
+        face_net = blend.warp_to_footprint(face, item.matrix, item.box)
+        mask_frame = blend.mask_to_frame(mask, item.matrix, item.box)
+        face_src = converter.from_network(face_net) if not converter.is_identity else face_net
+        if s.mode == "overlay":
+            dtype = item.frame.dtype if s.format == "png" else np.float32
+            return blend.overlay_rgba(face_src, mask_frame, dtype, box=item.box, frame_shape=item.frame.shape)
+        if s.color == "seamless":
+            return blend.seamless_clone(item.frame, face_src, mask_frame, box=item.box)
+        return blend.composite(item.frame, face_src, mask_frame, box=item.box)
+
+    def _unchanged(self, frame: np.ndarray) -> np.ndarray:
+        if self.settings.mode == "overlay":
+            dtype = frame.dtype if self.settings.format == "png" else np.float32
+            return np.zeros((*frame.shape[:2], 4), dtype)
+        return frame
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from core.faces.select import make_aligner
+
+        s = self.settings
+        with open_source(self.input_path, start=s.start, count=s.count) as probe:
+            info = probe.info
+        check_output(self.out, self.input_path, s)
+        alignments = self._alignments(info)
+        colorspace = s.colorspace or ("Linear Rec.709" if info.path.lower().endswith(".exr") or
+                                      (Path(info.path).is_dir() and s.format == "exr") else "sRGB")
+        converter = get_converter(colorspace, s.ocio_config)
+        sink = open_sink(self.out, s.format, info.fps, info.width, info.height, s.bit_depth)
+        record_path = (self.out / SWAP_RECORD) if s.format != "mp4" else self.out.with_suffix(".swap.json")
+        flags_path = (self.out / "flags.json") if s.format != "mp4" else self.out.with_suffix(".flags.json")
+        record = self._record()
+        if record_path.is_file() and json.loads(record_path.read_text()) != record and not s.force:
+            raise DeepfakeError(f"{self.out} holds a swap made with other settings or another model; "
+                                "choose another output or pass --force")
+        write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
+        if flags_path.is_file() and not s.force:
+            self.flags = {int(f["frame"]): f["reasons"] for f in json.loads(flags_path.read_text())["flags"]}
+        self._identity()
+        needs_detection = alignments is None or any(f not in alignments.frames for f in range(info.start, info.start + info.count))
+        aligner = make_aligner(s.aligner, s.device, log=self.events.log) if needs_detection else None
+        tracker = FaceTracker(fps=info.fps, smooth=s.smooth)
+        stats = StatsSmoother(fps=info.fps, smooth=s.smooth)
+        t0, done, written = time.monotonic(), 0, 0
+        batch: list[tuple[int, np.ndarray]] = []
+        try:
+            with open_source(self.input_path, start=s.start, count=s.count) as source:
+                for index, frame in source:
+                    if sink.done(index):
+                        done += 1
+                        continue
+                    batch.append((index, frame))
+                    if len(batch) >= s.batch:
+                        written += self._batch(batch, alignments, aligner, tracker, stats, converter, sink)
+                        done += len(batch)
+                        batch = []
+                        self.events.progress("swap", done, info.count)
+                if batch:
+                    written += self._batch(batch, alignments, aligner, tracker, stats, converter, sink)
+                    done += len(batch)
+                    self.events.progress("swap", done, info.count)
+            sink.close()
+        except BaseException:
+            if hasattr(sink, "abort"):
+                sink.abort()
+            raise
+        finally:
+            write_atomic(flags_path, (json.dumps({"flags": [{"frame": f, "reasons": r} for f, r in sorted(self.flags.items())]},
+                                                 indent=1) + "\n").encode())
+        seconds = time.monotonic() - t0
+        counts: dict[str, int] = {}
+        for reasons in self.flags.values():
+            for r in reasons:
+                counts[r] = counts.get(r, 0) + 1
+        summary = {"output": str(self.out), "frames": info.count, "frames_written": written,
+                   "seconds": round(seconds, 2), "fps": round(written / seconds, 2) if seconds > 0 else None,
+                   "flags": counts, "colorspace": converter.colorspace, "direction": s.direction}
+        self.events.result(sink.outputs() + [str(flags_path)], **summary)
+        return summary
+
+    def _batch(self, batch: list[tuple[int, np.ndarray]], alignments: Faceset | None, aligner: Any,
+               tracker: FaceTracker, stats: StatsSmoother, converter: ColorConverter, sink: Any) -> int:
+        displays = [to_display_uint8(frame[..., :3], converter) for _, frame in batch]
+        found: list[list[Face] | None] = [None] * len(batch)
+        if alignments is not None:
+            for i, (index, _) in enumerate(batch):
+                if index in alignments.frames:
+                    found[i] = [Face(tuple(r.box), r.score, r.landmarks) for r in alignments.frames[index]]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            for i, faces in zip(missing, aligner.detect([displays[i] for i in missing])):
+                found[i] = faces
+        items = []
+        for (index, frame), display, faces in zip(batch, displays, found):
+            item = Pending(index, frame)
+            tracked = tracker.update(index, faces or [])
+            item.tracked = self._choose(index, display, tracked)
+            if item.tracked is None:
+                self.flag(index, "no_face")
+            else:
+                if item.tracked.outlier:
+                    self.flag(index, "landmark_jump", jump=round(item.tracked.jump, 3))
+                if item.tracked.face.score < LOW_SCORE:
+                    self.flag(index, "low_score", score=round(item.tracked.face.score, 3))
+                self._prepare(item, converter)
+            items.append(item)
+        active = [it for it in items if it.tracked is not None]
+        rgb, learned = self._infer(active) if active else (None, None)
+        k = 0
+        for item in items:
+            if item.tracked is None:
+                sink.write(item.index, self._unchanged(item.frame))
+            else:
+                sink.write(item.index, self._finish(item, rgb[k], learned[k], converter, stats))
+                k += 1
+        return len(items)
+
+
+def swap(input_path: str | Path, model_dir: str | Path, out: str | Path, settings: SwapSettings,
+         events: Events) -> dict[str, Any]:
+    return Swapper(Path(input_path), Path(model_dir), Path(out), settings, events).run()
+
+
