@@ -50,3 +50,17 @@ def d19_faceset(tmp_path_factory) -> Path:
     result = run_cli("extract", VIDEO / "liveportrait_d19.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory, d18_faceset, d19_faceset) -> Path:
+    """A small model trained briefly on d18 (A) / d19 (B) with the last 20 % held out: enough
+    for the swap's mechanics, not for a sharp face (DESIGN.md, "What training takes")."""
+    from core.events import Events
+    from core.train import TrainSettings, train
+
+    model_dir = tmp_path_factory.mktemp("model") / "small"
+    train(TrainSettings(facesets_a=[d18_faceset], facesets_b=[d19_faceset], model_dir=model_dir, iterations=60,
+                        batch_size=8, device="cpu", seed=3, holdout=0.2, save_every=10**6, preview_every=10**6),
+          Events(jsonl=True, out=open(os.devnull, "w")))
+    return model_dir
