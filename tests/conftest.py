@@ -34,22 +34,23 @@ def faces_dir() -> Path:
     return FACES
 
 
+def _extract_whole_clip(tmp_path_factory, name: str) -> Path:
+    out = tmp_path_factory.mktemp(name) / "faceset"
+    result = run_cli("extract", VIDEO / f"liveportrait_{name}.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture(scope="session")
 def d18_faceset(tmp_path_factory) -> Path:
     """liveportrait_d18.mp4, every frame, dlib backend: extracted once per test session."""
-    out = tmp_path_factory.mktemp("d18") / "faceset"
-    result = run_cli("extract", VIDEO / "liveportrait_d18.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
-    assert result.returncode == 0, result.stderr
-    return out
+    return _extract_whole_clip(tmp_path_factory, "d18")
 
 
 @pytest.fixture(scope="session")
 def d19_faceset(tmp_path_factory) -> Path:
     """liveportrait_d19.mp4, every frame, dlib backend: extracted once per test session."""
-    out = tmp_path_factory.mktemp("d19") / "faceset"
-    result = run_cli("extract", VIDEO / "liveportrait_d19.mp4", "--out", out, "--aligner", "dlib", "--events", "jsonl")
-    assert result.returncode == 0, result.stderr
-    return out
+    return _extract_whole_clip(tmp_path_factory, "d19")
 
 
 @pytest.fixture(scope="session")
