@@ -115,7 +115,7 @@ class Swapper:
         if key not in known:
             folders = [Path(p) for p in self.state.get(f"facesets_{self.own}", []) if (Path(p) / "alignments.json").is_file()]
             if not folders:
-                self.events.warning(f"the facesets this model was trained on are gone; picking the largest face instead")
+                self.events.warning("the facesets this model was trained on are gone; picking the largest face instead")
                 self.describer = None
                 return
             known[key] = np.mean([faceset_descriptor(f, self.describer) for f in folders], axis=0).tolist()
@@ -142,7 +142,9 @@ class Swapper:
 
     # -- per frame --------------------------------------------------------------------------------
     def flag(self, index: int, reason: str, **extra: Any) -> None:
-        self.flags.setdefault(index, []).append(reason)
+        reasons = self.flags.setdefault(index, [])
+        if reason not in reasons:  # a resumed run may see a frame again
+            reasons.append(reason)
         self.events.flag(index, reason, **extra)
 
     def _choose(self, index: int, display: np.ndarray, tracked: list[TrackedFace]) -> TrackedFace | None:

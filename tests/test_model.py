@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core import model as M
+from core import atomic
 from core.errors import DeepfakeError
 from core.model import (PRESETS, FaceSwapModel, ModelConfig, ModelError, build_model, load_config, load_model,
                         param_count, save_model)
@@ -196,7 +196,7 @@ def test_failed_save_keeps_previous_checkpoint(saved, small, monkeypatch):
 
     def crash(src, dst):
         raise OSError("simulated crash before the rename")
-    monkeypatch.setattr(M.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         save_model(saved, changed, SMALL, metadata={"state": "new"})
     monkeypatch.undo()
