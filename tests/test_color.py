@@ -27,11 +27,9 @@ from core.errors import DeepfakeError
 def _blender_config() -> Path:
     """Blender's own config.ocio from the bpy wheel, found without importing bpy."""
     spec = importlib.util.find_spec("bpy")
-    if spec is None or spec.origin is None:
-        pytest.skip("bpy is not installed")
+    assert spec is not None and spec.origin is not None, "bpy is part of the test environment"
     found = sorted(Path(spec.origin).parent.glob("*/datafiles/colormanagement/config.ocio"))
-    if not found:
-        pytest.skip("bpy has no colormanagement/config.ocio")
+    assert found, "the bpy wheel ships Blender's colormanagement/config.ocio"
     return found[-1]
 
 

@@ -66,8 +66,7 @@ def torch_home(fake_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def frames() -> list[np.ndarray]:
-    if not VIDEO.is_file():
-        pytest.skip(f"shared footage missing: {VIDEO}")
+    assert VIDEO.is_file(), f"shared footage missing: {VIDEO}"
     out = []
     with av.open(str(VIDEO)) as container:
         for frame in container.decode(video=0):
