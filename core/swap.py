@@ -23,6 +23,7 @@ import torch
 from core import blend
 from core.atomic import write_atomic
 from core.color import ColorConverter, frame_to_network, get_converter, to_display_uint8
+from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
 from core.extract import source_fingerprint
@@ -90,8 +91,7 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
 class Swapper:
     def __init__(self, input_path: Path, model_dir: Path, out: Path, settings: SwapSettings, events: Events):
         self.input_path, self.model_dir, self.out, self.settings, self.events = input_path, model_dir, out, settings, events
-        self.device = torch.device("cuda" if settings.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if settings.device == "auto" else settings.device))
+        self.device = resolve_device(settings.device)
         self.model, self.config, _, metadata = load_model(model_dir, device=str(self.device))
         self.model.eval()
         self.state = json.loads(metadata.get("state", "{}"))

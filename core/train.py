@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from core.augment import AugmentSettings, augment
+from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
 from core.atomic import write_atomic
@@ -80,14 +81,6 @@ class TrainStep(nn.Module):
         rgb_a, mask_a = self.model.decode(latent[: len(a)], "a")
         rgb_b, mask_b = self.model.decode(latent[len(a):], "b")
         return rgb_a, mask_a, rgb_b, mask_b
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeepfakeError("--device cuda asked for, but torch sees no CUDA GPU")
-    return torch.device(device)
 
 
 def _to_tensors(data: IdentityFaces, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,19 +10,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+from core.device import resolve_device
 from core.errors import AlignerError
 from core.faces.base import FaceAligner
 
 ALIGNERS = ("auto", "fan", "dlib")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; anything else is passed through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def fan_weights_status(probe_timeout: float = 2.0) -> tuple[bool, str]:
@@ -69,7 +61,7 @@ def make_aligner(name: str = "auto", device: str = "auto", log: Callable[[str], 
     if choice == "fan":
         from core.faces.fan_backend import FanAligner
 
-        dev = resolve_device(device)
+        dev = str(resolve_device(device))
         try:
             aligner: FaceAligner = FanAligner(device=dev)
         except AlignerError as exc:

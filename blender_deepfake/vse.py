@@ -1,0 +1,217 @@
+"""Strip helpers and the Blender 4.2 / 4.5 / 5.0 API differences, in one place.
+
+Every other module goes through these functions instead of touching `editor.strips`,
+`new_effect` or `workspace.sequencer_scene` directly, so a new Blender release changes one file.
+Differences handled here:
+- 4.4 renamed `editor.sequences` / `sequences_all` to `strips` / `strips_all` (and the RNA
+  classes `*Sequence` to `*Strip`); the `type` enum names ('MOVIE', 'IMAGE', ...) did not change.
+- 5.0 lets a workspace show another scene in the sequencer (`workspace.sequencer_scene`); it is
+  None in a fresh session and some operators and `strip.modifiers.new()` crash while it is unset.
+- 5.0 `new_effect(..., length=, input1=, input2=)` replaced 4.2's `frame_end=, seq1=, seq2=`.
+- 5.0 video output needs `image_settings.media_type = 'VIDEO'` before `ffmpeg` settings apply.
+- `new_movie()` on a missing file silently makes a 1-frame strip: insertion checks files first.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import bpy
+
+MEDIA_TYPES = frozenset({"MOVIE", "IMAGE"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".exr"})
+MAX_CHANNEL = 128
+
+
+class StripError(ValueError):
+    """A strip the core cannot read: the operators report the message and change nothing."""
+
+
+# -- editor access ---------------------------------------------------------------------------------
+def ensure_editor(scene: bpy.types.Scene, context: Any = None) -> Any:
+    """The scene's sequence editor, created if missing; on 5.0 also points the workspace's
+    sequencer at this scene when it is unset (a None `sequencer_scene` crashes some calls)."""
+    if scene.sequence_editor is None:
+        scene.sequence_editor_create()
+    ensure_sequencer_scene(context or bpy.context, scene)
+    return scene.sequence_editor
+
+
+def ensure_sequencer_scene(context: Any, scene: bpy.types.Scene) -> None:
+    workspace = getattr(context, "workspace", None)
+    if workspace is not None and hasattr(workspace, "sequencer_scene") and workspace.sequencer_scene is None:
+        workspace.sequencer_scene = scene
+
+
+def top_strips(scene: bpy.types.Scene) -> Any:
+    """The top-level strip collection (where new strips go): `strips` (4.4+) or `sequences`."""
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def all_strips(scene: bpy.types.Scene) -> list[Any]:
+    """Every strip, inside metas too: `strips_all` (4.4+) or `sequences_all`."""
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    return list(editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all)
+
+
+def selected_strips(scene: bpy.types.Scene) -> list[Any]:
+    return [s for s in all_strips(scene) if s.select]
+
+
+def active_strip(scene: bpy.types.Scene) -> Any:
+    editor = scene.sequence_editor
+    return None if editor is None else editor.active_strip
+
+
+# -- reading a strip ---------------------------------------------------------------------------------
+def strip_source(strip: Any) -> Path:
+    """The absolute path of a movie strip's file or an image strip's folder."""
+    if strip.type == "MOVIE":
+        return Path(bpy.path.abspath(strip.filepath))
+    if strip.type == "IMAGE":
+        return Path(bpy.path.abspath(strip.directory))
+    raise StripError(f"strip '{strip.name}' is a {strip.type.lower()} strip: only movie and image strips have faces")
+
+
+def check_media_strip(strip: Any) -> None:
+    """Raise StripError unless the strip is a movie or image strip whose media exist."""
+    if strip.type not in MEDIA_TYPES:
+        raise StripError(f"strip '{strip.name}' is a {strip.type.lower()} strip: only movie and image strips have faces")
+    source = strip_source(strip)
+    if strip.type == "MOVIE" and not source.is_file():
+        raise StripError(f"strip '{strip.name}': its movie is missing: {source}")
+    if strip.type == "IMAGE":
+        visible = list(strip.elements)[_offset(strip):_offset(strip) + int(strip.frame_final_duration)]
+        missing = [e.filename for e in visible
+                   if not (source / e.filename).is_file()]
+        if missing:
+            raise StripError(f"strip '{strip.name}': {len(missing)} image(s) missing in {source}, e.g. {missing[0]}")
+
+
+def _offset(strip: Any) -> int:
+    """Source frames hidden before the visible part: the handle offset plus the animation offset
+    (hold/trim applied to the media itself, present in all supported versions)."""
+    return int(round(strip.frame_offset_start + getattr(strip, "animation_offset_start", 0)))
+
+
+def visible_range(strip: Any) -> tuple[Path, int, int]:
+    """(source path, first source frame, frame count) of what the strip shows on the timeline.
+
+    Movie: source frames (0-based, the movie's own numbering) from the start offset, for
+    `frame_final_duration` frames. Image strip: the folder, and the index of the first visible
+    element in the folder's naturally sorted image files, which is how the core numbers an image
+    sequence (a strip may list only part of its folder). Retimed strips (speed effects, 4.x
+    retiming keys) and a movie fps different from the scene's are not mapped.
+    """
+    path = strip_source(strip)
+    first, count = _offset(strip), int(strip.frame_final_duration)
+    if strip.type == "IMAGE":
+        elements = list(strip.elements)
+        if not elements:
+            raise StripError(f"strip '{strip.name}' has no images")
+        name = elements[min(first, len(elements) - 1)].filename
+        folder = sorted_images(path)
+        if name not in folder:
+            raise StripError(f"strip '{strip.name}': {name} is missing in {path}")
+        first = folder.index(name)
+    return path, first, count
+
+
+def sorted_images(folder: Path) -> list[str]:
+    """Image file names in the core's order (natural sort: f_2 before f_10)."""
+    import re
+
+    def key(name: str) -> list[object]:
+        return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+    if not folder.is_dir():
+        return []
+    return sorted((f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                   and not f.name.startswith(".") and f.is_file()), key=key)
+
+
+def strip_colorspace(strip: Any) -> str:
+    """The OCIO colourspace the strip's pixels are in (the core converts from and back to it)."""
+    settings = getattr(strip, "colorspace_settings", None)
+    return settings.name if settings is not None else "sRGB"
+
+
+def blender_ocio_config() -> Path | None:
+    """Blender's own OCIO config, so the core converts with the same definitions the VSE uses."""
+    for kind in ("LOCAL", "SYSTEM"):
+        base = bpy.utils.resource_path(kind)
+        path = Path(base) / "datafiles" / "colormanagement" / "config.ocio" if base else None
+        if path and path.is_file():
+            return path
+    return None
+
+
+# -- timeline space ----------------------------------------------------------------------------------
+def first_free_channel_above(scene: bpy.types.Scene, strip: Any, start: int, end: int) -> int:
+    """The lowest channel above `strip` with no strip overlapping [start, end) among the strip's
+    siblings (the top level; strips inside metas live in their own channel space)."""
+    for channel in range(strip.channel + 1, MAX_CHANNEL + 1):
+        if not any(s.channel == channel and s.frame_final_start < end and start < s.frame_final_end
+                   for s in top_strips(scene)):
+            return channel
+    raise StripError(f"no free channel above '{strip.name}' between frames {start} and {end}")
+
+
+# -- inserting strips --------------------------------------------------------------------------------
+def add_movie_strip(scene: bpy.types.Scene, path: str | os.PathLike, channel: int, frame_start: int,
+                    name: str | None = None) -> Any:
+    """A movie strip, after checking the file exists (new_movie would make a 1-frame strip)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StripError(f"movie not found: {path}")
+    ensure_editor(scene)
+    return top_strips(scene).new_movie(name=name or path.stem, filepath=str(path), channel=channel,
+                                       frame_start=frame_start)
+
+
+def add_image_strip(scene: bpy.types.Scene, folder: str | os.PathLike, files: Iterable[str], channel: int,
+                    frame_start: int, name: str | None = None) -> Any:
+    """An image-sequence strip of `files` (in this order) from `folder`, all checked first."""
+    folder, files = Path(folder), list(files)
+    if not files:
+        raise StripError(f"no images to add from {folder}")
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise StripError(f"{len(missing)} image(s) missing in {folder}, e.g. {missing[0]}")
+    ensure_editor(scene)
+    strip = top_strips(scene).new_image(name=name or folder.name, filepath=str(folder / files[0]),
+                                        channel=channel, frame_start=frame_start)
+    for file in files[1:]:
+        strip.elements.append(file)
+    return strip
+
+
+def new_effect(scene: bpy.types.Scene, name: str, effect_type: str, channel: int, frame_start: int,
+               length: int = 1, inputs: tuple[Any, ...] = ()) -> Any:
+    """An effect strip with the arguments of the running version (5.0: length/input1; 4.2: frame_end/seq1)."""
+    ensure_editor(scene)
+    strips = top_strips(scene)
+    doc = strips.new_effect.__doc__ or ""
+    kwargs: dict[str, Any] = {"name": name, "type": effect_type, "channel": channel, "frame_start": frame_start}
+    if "length" in doc:
+        kwargs["length"] = length
+    else:
+        kwargs["frame_end"] = frame_start + length
+    prefix = "input" if "input1" in doc else "seq"
+    for i, strip in enumerate(inputs, 1):
+        kwargs[f"{prefix}{i}"] = strip
+    return strips.new_effect(**kwargs)
+
+
+def set_video_output(scene: bpy.types.Scene) -> None:
+    """Render to an FFmpeg movie: 5.0 first needs the media type set to VIDEO."""
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):
+        settings.media_type = "VIDEO"
+    settings.file_format = "FFMPEG"
