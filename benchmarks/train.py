@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None, help="timed iterations (default: 10 on CPU, 50 on CUDA)")
     parser.add_argument("--batch-size", type=int, default=0, help="per identity (default: CPU table / largest that fits on CUDA)")
     parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--facesets", default=None, help="A,B faceset folders (default: extract 64 frames of d18 / d19)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -83,8 +84,8 @@ def main() -> None:
         return
     iterations = args.iterations or (10 if args.device == "cpu" else 50)
     work = Path(tempfile.mkdtemp(prefix="bd-bench-"))
-    facesets = []
-    for clip in ("liveportrait_d18.mp4", "liveportrait_d19.mp4"):
+    facesets = args.facesets.split(",") if args.facesets else []
+    for clip in () if facesets else ("liveportrait_d18.mp4", "liveportrait_d19.mp4"):
         out = work / clip.split(".")[0]
         subprocess.run([sys.executable, "-m", "core", "extract", str(VIDEO / clip), "--out", str(out), "--count", "64",
                         "--aligner", "dlib"], cwd=ROOT, check=True, capture_output=True)
