@@ -215,3 +215,20 @@ def set_video_output(scene: bpy.types.Scene) -> None:
     if hasattr(settings, "media_type"):
         settings.media_type = "VIDEO"
     settings.file_format = "FFMPEG"
+
+
+def blend_relative_path_options() -> set[str]:
+    """Property options for a path that may start with '//' outside ID data (add-on preferences).
+
+    Recent versions warn on such a value unless the property declares PATH_SUPPORTS_BLEND_RELATIVE;
+    4.2 lacks the flag and refuses the class. Probed by registering a throwaway class, because
+    bpy.props does not validate options until registration.
+    """
+    probe = type("DEEPFAKE_PG_path_probe", (bpy.types.PropertyGroup,), {
+        "__annotations__": {"p": bpy.props.StringProperty(options={"PATH_SUPPORTS_BLEND_RELATIVE"})}})
+    try:
+        bpy.utils.register_class(probe)
+    except (TypeError, ValueError):
+        return set()
+    bpy.utils.unregister_class(probe)
+    return {"PATH_SUPPORTS_BLEND_RELATIVE"}

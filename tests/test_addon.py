@@ -1,22 +1,275 @@
-"""The add-on package registers in the real `bpy` module (its system libraries are installed)."""
+"""The add-on against the real `bpy` module: registration, packaging, and the operators in
+background mode (they block until the core subprocess ends), on the shared sample clips."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 import tomllib
+from pathlib import Path
 
-from conftest import ROOT
+import pytest
 
+from conftest import ROOT, VIDEO, run_cli
 
-def test_addon_registers_and_unregisters_in_bpy():
-    import bpy
+bpy = pytest.importorskip("bpy")
 
-    import blender_deepfake
-
-    blender_deepfake.register()
-    blender_deepfake.unregister()
-    assert bpy.app.version >= (4, 2, 0)
+D18 = VIDEO / "liveportrait_d18.mp4"
 
 
 def test_manifest_names_the_extension():
     manifest = tomllib.loads((ROOT / "addon_manifest.toml").read_text())
+    assert manifest["schema_version"] == "1.0.0"
     assert manifest["id"] == "blender_deepfake" and manifest["type"] == "add-on"
     assert manifest["blender_version_min"] == "4.2.0"
+    assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
+    assert manifest["permissions"]["files"]
+
+
+def test_register_and_unregister_twice():
+    import blender_deepfake
+
+    for _ in range(2):
+        blender_deepfake.register()
+        assert hasattr(bpy.types.Scene, "deepfake") and hasattr(bpy.ops.deepfake, "extract")
+        blender_deepfake.unregister()
+        assert not hasattr(bpy.types.Scene, "deepfake")
+
+
+def test_built_zip_validates(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    zip_path = Path(done.stdout.strip().splitlines()[-1])
+    import zipfile
+
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "vse.py" in names
+    assert not any(n.startswith("core/") for n in names)
+
+
+# -- operators -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def addon():
+    """The add-on enabled the way Blender enables it, so its preferences exist."""
+    import addon_utils
+
+    addon_utils.enable("blender_deepfake", default_set=True)
+    yield bpy.context.preferences.addons["blender_deepfake"].preferences
+    addon_utils.disable("blender_deepfake", default_set=True)
+
+
+@pytest.fixture()
+def scene(addon, tmp_path):
+    """A clean scene, the core interpreter = this Python, an absolute work folder in tmp."""
+    from blender_deepfake import vse
+
+    addon.python, addon.core_path, addon.device = sys.executable, "", "cpu"
+    addon.work_folder = str(tmp_path / "work")
+    scene = bpy.context.scene
+    scene.sequence_editor_clear()
+    scene.timeline_markers.clear()
+    scene.deepfake.strip_links.clear()
+    scene.deepfake.aligner = "dlib"
+    scene.deepfake.model_folder = ""
+    vse.ensure_editor(scene)
+    return scene
+
+
+def movie_strip(scene, path: Path, first: int, count: int, channel: int = 1, frame_start: int = 1):
+    """A movie strip showing source frames first..first+count-1, selected and active."""
+    from blender_deepfake import vse
+
+    strip = vse.add_movie_strip(scene, path, channel, frame_start)
+    strip.frame_offset_start = first
+    strip.frame_final_duration = count
+    select_only(scene, strip)
+    return strip
+
+
+def select_only(scene, strip) -> None:
+    from blender_deepfake import vse
+
+    for other in vse.all_strips(scene):
+        other.select = False
+    if strip is not None:
+        strip.select = True
+    scene.sequence_editor.active_strip = strip
+
+
+def snapshot(scene, work: Path) -> tuple:
+    from blender_deepfake import vse
+
+    strips = sorted((s.name, s.type, s.channel, s.frame_final_start, s.frame_final_duration)
+                    for s in vse.all_strips(scene))
+    markers = sorted((m.name, m.frame) for m in scene.timeline_markers)
+    files = sorted(str(p) for p in work.rglob("*")) if work.exists() else []
+    return strips, markers, len(scene.deepfake.strip_links), files
+
+
+def test_visible_range_of_a_trimmed_movie_strip(scene):
+    from blender_deepfake import vse
+
+    strip = movie_strip(scene, D18, 10, 50, frame_start=5)
+    assert vse.visible_range(strip) == (D18, 10, 50)
+    assert strip.frame_final_start == 15
+    assert vse.strip_colorspace(strip) == "sRGB"
+
+
+def test_extract_covers_exactly_the_visible_source_frames(scene, addon):
+    strip = movie_strip(scene, D18, 10, 50)
+    assert bpy.ops.deepfake.extract() == {"FINISHED"}
+    faceset = Path(addon.work_folder) / "facesets" / strip.name
+    frames = sorted(int(f) for f in json.loads((faceset / "alignments.json").read_text())["frames"])
+    assert frames == list(range(10, 60))
+    link = scene.deepfake.strip_links[strip.name]
+    assert Path(link.faceset) == faceset and (link.first, link.count) == (10, 50)
+
+
+def _refused(scene, addon, operator, match: str) -> None:
+    """The operator reports an error (bpy.ops raises it as RuntimeError) and changes nothing."""
+    work = Path(addon.work_folder)
+    before = snapshot(scene, work)
+    with pytest.raises(RuntimeError, match=match):
+        operator()
+    assert snapshot(scene, work) == before
+
+
+def test_no_strip_selected_is_refused(scene, addon):
+    strip = movie_strip(scene, D18, 0, 10)
+    select_only(scene, None)
+    _refused(scene, addon, bpy.ops.deepfake.extract, "select one or more")
+    _refused(scene, addon, bpy.ops.deepfake.swap, "make a movie or image strip active")
+    assert strip.name in scene.sequence_editor.strips
+
+
+def test_color_strip_is_refused(scene, addon):
+    from blender_deepfake import vse
+
+    color = vse.new_effect(scene, "Colour", "COLOR", 2, 1, length=10)
+    select_only(scene, color)
+    _refused(scene, addon, bpy.ops.deepfake.extract, "color strip")
+    _refused(scene, addon, bpy.ops.deepfake.swap, "color strip")
+
+
+def test_strip_with_missing_file_is_refused(scene, addon, tmp_path):
+    from blender_deepfake import vse
+
+    strip = movie_strip(scene, D18, 0, 10)
+    strip.filepath = str(tmp_path / "gone.mp4")
+    _refused(scene, addon, bpy.ops.deepfake.extract, "movie is missing")
+    with pytest.raises(vse.StripError):
+        vse.add_movie_strip(scene, tmp_path / "gone.mp4", 3, 1)  # never a silent 1-frame strip
+    assert len(vse.all_strips(scene)) == 1
+
+
+def test_swap_refuses_a_folder_that_is_not_a_model(scene, addon, tmp_path):
+    movie_strip(scene, D18, 0, 10)
+    (tmp_path / "not_a_model").mkdir()
+    scene.deepfake.model_folder = str(tmp_path / "not_a_model")
+    _refused(scene, addon, bpy.ops.deepfake.swap, "not a model folder")
+
+
+def test_interpreter_without_core_is_refused(scene, addon, tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    movie_strip(scene, D18, 0, 10)
+    addon.python = str(fake)
+    _refused(scene, addon, bpy.ops.deepfake.extract, "cannot import core")
+    addon.python = str(tmp_path / "missing_python")
+    _refused(scene, addon, bpy.ops.deepfake.extract, "core interpreter not found")
+
+
+def test_relative_work_folder_on_an_unsaved_file_is_refused(scene, addon):
+    assert not bpy.data.filepath
+    movie_strip(scene, D18, 0, 10)
+    addon.work_folder = "//deepfake/"
+    before = snapshot(scene, Path("deepfake"))
+    with pytest.raises(RuntimeError, match="save the .blend first"):
+        bpy.ops.deepfake.extract()
+    assert snapshot(scene, Path("deepfake")) == before
+
+
+def test_cancel_stops_the_core_subprocess(tmp_path):
+    from blender_deepfake import jobs
+
+    argv = jobs.core_command(sys.executable, "extract", [VIDEO / "face_recognition_short_hamilton_clip.mp4",
+                                                         "--out", tmp_path / "fs", "--aligner", "dlib"])
+    job = jobs.Job(argv, "extract", env=jobs.core_env(), cwd=str(tmp_path))
+    deadline = time.monotonic() + 60
+    while job.poll(timeout=0.1).done == 0 and not job.state.finished and time.monotonic() < deadline:
+        pass
+    job.cancel()
+    state = job.wait()
+    assert state.status == "cancelled" and job.proc.poll() is not None
+    assert job not in jobs.running_jobs()
+
+
+# -- swap with a tiny model ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """Two 20-frame facesets and 5 iterations: enough for the swap's mechanics (~30 s on 2 cores)."""
+    base = tmp_path_factory.mktemp("tiny")
+    for name in ("d18", "d19"):
+        done = run_cli("extract", VIDEO / f"liveportrait_{name}.mp4", "--out", base / name, "--count", 20,
+                       "--aligner", "dlib", "--events", "jsonl")
+        assert done.returncode == 0, done.stderr
+    done = run_cli("train", "--faceset-a", base / "d18", "--faceset-b", base / "d19", "--model", base / "model",
+                   "--iterations", 5, "--batch-size", 2, "--device", "cpu", "--events", "jsonl")
+    assert done.returncode == 0, done.stderr
+    return base / "model"
+
+
+def test_overlay_swap_lands_on_the_first_free_channel_above(scene, addon, tiny_model):
+    from blender_deepfake import vse
+
+    strip = movie_strip(scene, D18, 10, 12, channel=1, frame_start=21)
+    blocker = vse.new_effect(scene, "Blocker", "COLOR", 2, 40, length=5)  # overlaps 31..42: channel 2 is taken
+    select_only(scene, strip)
+    scene.deepfake.model_folder = str(tiny_model)
+    scene.deepfake.swap_mode = "overlay"
+    assert bpy.ops.deepfake.swap() == {"FINISHED"}
+    added = [s for s in vse.all_strips(scene) if s not in (strip, blocker)]
+    assert len(added) == 1
+    result = added[0]
+    assert result.type == "IMAGE" and result.channel == 3
+    assert strip.frame_final_start == 31
+    assert (result.frame_final_start, result.frame_final_duration) == (strip.frame_final_start, 12)
+    assert result.blend_type == "ALPHA_OVER" and result.alpha_mode == "STRAIGHT"
+    assert [e.filename for e in result.elements][0] == "frame_000010.png" and len(result.elements) == 12
+
+
+def _png(path: Path) -> None:
+    """A valid 1x1 RGBA PNG (no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00\x00\x00\x00\x00")) + chunk(b"IEND", b""))
+
+
+def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
+    """The swap's placement step on a prepared output: flagged source frames 12 and 14 of a strip
+    showing source frames 10..14 from timeline frame 31 give markers at 33 and 35, named by reason."""
+    from blender_deepfake import jobs, ops
+
+    out = tmp_path / "swap"
+    out.mkdir()
+    for n in range(10, 15):
+        _png(out / f"frame_{n:06d}.png")
+    (out / "flags.json").write_text(json.dumps({"flags": [
+        {"frame": 12, "reasons": ["no_face"]}, {"frame": 14, "reasons": ["low_score", "jump"]},
+        {"frame": 40, "reasons": ["no_face"]}]}))
+    strip = movie_strip(scene, D18, 10, 5, frame_start=21)
+    snap = {"name": strip.name, "start": 31, "duration": 5, "colorspace": "sRGB"}
+    after = ops.DEEPFAKE_OT_swap._placer(snap, out, 10, 5, "composite", "png", True)
+    after(bpy.context, jobs.JobState(step="swap"))
+    assert sorted((m.frame, m.name) for m in scene.timeline_markers) == [(33, "no_face"), (35, "low_score, jump")]
+    result = scene.sequence_editor.strips[f"{strip.name} composite"]
+    assert (result.channel, result.frame_final_start, result.frame_final_duration) == (2, 31, 5)

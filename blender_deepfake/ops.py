@@ -1,0 +1,425 @@
+"""Operators: Extract, Train, Swap, Cancel (and small faceset-list helpers).
+
+Each step operator is a thin command builder: `plan()` checks the input and returns the core
+commands to run plus what to do with each result; `_JobOperator` hands them to one `jobs.Job`
+at a time, blocking in background mode (modal operators and timers never run there) and modal
+with a timer in the UI. Nothing in the .blend changes before a command succeeded, so bad input,
+a failure or a cancel leaves the timeline as it was.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import bpy
+from bpy.props import EnumProperty, IntProperty
+
+from . import jobs, prefs, props, vse
+
+
+class UserError(ValueError):
+    """Bad input: reported as an error, nothing changed."""
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    label: str
+    after: Callable[[Any, jobs.JobState], str | None] | None = None
+    """Applied on success, in Blender's main thread; returns an info message or None."""
+
+
+@dataclass
+class Plan:
+    step: str
+    commands: list[Command]
+    env: dict[str, str]
+    cwd: str
+    watch_image: Path | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+_current: jobs.Job | None = None
+
+
+def current_job() -> jobs.Job | None:
+    return _current if _current is not None and not _current.state.finished else None
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "strip"
+
+
+def _core(context: Any) -> prefs.CoreSettings:
+    settings = prefs.settings(context)
+    ok, message = prefs.check_core(settings.python, settings.core_path)
+    if not ok:
+        raise UserError(message)
+    return settings
+
+
+def _set_status(scene: Any, state: jobs.JobState | None, running: bool) -> None:
+    s = scene.deepfake
+    s.job_running = running
+    if state is not None:
+        s.job_progress = state.fraction
+        s.job_status = state.text()
+    for window in getattr(bpy.context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "SEQUENCE_EDITOR":
+                area.tag_redraw()
+
+
+def _refresh_image(path: Path | None, name: str = "Deepfake Preview") -> None:
+    """Load or reload the training preview so an Image Editor shows it as training goes."""
+    if path is None or not path.is_file():
+        return
+    image = bpy.data.images.get(name)
+    if image is None:
+        image = bpy.data.images.load(str(path), check_existing=False)
+        image.name = name
+    elif bpy.path.abspath(image.filepath) != str(path):
+        image.filepath = str(path)
+        image.reload()
+    else:
+        image.reload()
+
+
+class _JobOperator:
+    """Shared execute / modal: one job at a time, blocking in background mode."""
+    _timer: Any = None
+    _plan: Plan | None = None
+    _queue: list[Command]
+    _scene_name: str = ""
+    _preview_mtime: float = 0.0
+
+    def plan(self, context: Any) -> Plan:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> set[str]:
+        if current_job() is not None:
+            self.report({"ERROR"}, "a deepfake job is running: wait or cancel it first")
+            return {"CANCELLED"}
+        try:
+            plan = self.plan(context)
+        except (UserError, vse.StripError, prefs.SettingsError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._plan, self._queue, self._scene_name = plan, list(plan.commands), context.scene.name
+        Path(plan.cwd).mkdir(parents=True, exist_ok=True)
+        if bpy.app.background:
+            return self._run_blocking(context)
+        self._start_next(context)
+        self._timer = context.window_manager.event_timer_add(0.25, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    # -- background mode ----------------------------------------------------------------------------
+    def _run_blocking(self, context: Any) -> set[str]:
+        global _current
+        scene = context.scene
+        for command in self._queue:
+            _current = jobs.Job(command.argv, self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
+            state = _current.wait()
+            _set_status(scene, state, running=False)
+            if not self._finish_command(context, command, state):
+                return {"CANCELLED"}
+        _refresh_image(self._plan.watch_image)
+        return {"FINISHED"}
+
+    # -- UI mode --------------------------------------------------------------------------------------
+    def _start_next(self, context: Any) -> None:
+        global _current
+        command = self._queue[0]
+        _current = jobs.Job(command.argv, self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
+        _set_status(context.scene, _current.state, running=True)
+
+    def modal(self, context: Any, event: Any) -> set[str]:
+        job = _current
+        if job is None:
+            return self._end(context, {"CANCELLED"})
+        if event.type == "ESC":
+            job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        state = job.poll()
+        scene = bpy.data.scenes.get(self._scene_name) or context.scene
+        _set_status(scene, state, running=not state.finished)
+        self._watch_preview()
+        while state.warnings:
+            self.report({"WARNING"}, state.warnings.pop(0))
+        if not state.finished:
+            return {"PASS_THROUGH"}
+        command = self._queue.pop(0)
+        if not self._finish_command(context, command, state):
+            return self._end(context, {"CANCELLED"})
+        if self._queue:
+            self._start_next(context)
+            return {"PASS_THROUGH"}
+        _refresh_image(self._plan.watch_image)
+        return self._end(context, {"FINISHED"})
+
+    def _watch_preview(self) -> None:
+        path = self._plan.watch_image if self._plan else None
+        if path is not None and path.is_file() and path.stat().st_mtime != self._preview_mtime:
+            self._preview_mtime = path.stat().st_mtime
+            _refresh_image(path)
+
+    def _end(self, context: Any, result: set[str]) -> set[str]:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        return result
+
+    def cancel(self, context: Any) -> None:
+        """Blender cancels modal operators when it closes the window or loads a file."""
+        if _current is not None:
+            _current.kill()
+        self._end(context, {"CANCELLED"})
+
+    # -- shared ---------------------------------------------------------------------------------------
+    def _finish_command(self, context: Any, command: Command, state: jobs.JobState) -> bool:
+        if state.status != "done":
+            level = {"WARNING"} if state.status == "cancelled" else {"ERROR"}
+            self.report(level, f"{command.label}: {state.error or state.status}")
+            return False
+        try:
+            message = command.after(context, state) if command.after else None
+        except (UserError, vse.StripError) as exc:
+            self.report({"ERROR"}, f"{command.label}: {exc}")
+            return False
+        self.report({"INFO"}, message or f"{command.label}: done")
+        return True
+
+
+# -- Extract --------------------------------------------------------------------------------------------
+class DEEPFAKE_OT_extract(_JobOperator, bpy.types.Operator):
+    """Find and align the faces in each selected movie or image strip's visible range, into a faceset per strip"""
+    bl_idname = "deepfake.extract"
+    bl_label = "Extract Faces"
+    bl_options = {"REGISTER"}
+
+    def plan(self, context: Any) -> Plan:
+        scene = context.scene
+        strips = vse.selected_strips(scene)
+        if not strips:
+            raise UserError("select one or more movie or image strips to extract")
+        for strip in strips:
+            vse.check_media_strip(strip)
+        core = _core(context)
+        settings = scene.deepfake
+        commands = []
+        for strip in strips:
+            path, first, count = vse.visible_range(strip)
+            out = core.work_folder / "facesets" / _safe_name(strip.name)
+            argv = jobs.core_command(core.python, "extract", [path, "--out", out, "--start", first, "--count", count,
+                                                              "--aligner", settings.aligner, "--device", core.device])
+            commands.append(Command(argv, f"Extract '{strip.name}'",
+                                    self._linker(strip.name, out, path, first, count)))
+        return Plan("extract", commands, core.env(), str(core.work_folder))
+
+    @staticmethod
+    def _linker(name: str, out: Path, path: Path, first: int, count: int) -> Callable[[Any, jobs.JobState], str]:
+        def after(context: Any, state: jobs.JobState) -> str:
+            props.link_strip(context.scene, name, str(out), str(path), first, count)
+            faces = (state.result or {}).get("faces", "?")
+            return f"'{name}': {faces} faces from source frames {first}..{first + count - 1} in {out}"
+        return after
+
+
+# -- Train ----------------------------------------------------------------------------------------------
+def model_folder(context: Any, work_folder: Path) -> Path:
+    raw = context.scene.deepfake.model_folder
+    return Path(bpy.path.abspath(raw)) if raw else work_folder / "models" / "model"
+
+
+def _facesets(items: Any, side: str) -> list[Path]:
+    paths = [Path(bpy.path.abspath(item.path)) for item in items if item.path]
+    if not paths:
+        raise UserError(f"add at least one faceset {side}")
+    for path in paths:
+        if not (path / "alignments.json").is_file():
+            raise UserError(f"faceset {side} is not a faceset (no alignments.json): {path}")
+    return paths
+
+
+class DEEPFAKE_OT_train(_JobOperator, bpy.types.Operator):
+    """Train (or resume) a model: A is the face in the footage, B the face to put there"""
+    bl_idname = "deepfake.train"
+    bl_label = "Train Model"
+    bl_options = {"REGISTER"}
+
+    def plan(self, context: Any) -> Plan:
+        settings = context.scene.deepfake
+        facesets_a, facesets_b = _facesets(settings.facesets_a, "A"), _facesets(settings.facesets_b, "B")
+        core = _core(context)
+        model = model_folder(context, core.work_folder)
+        if model.is_dir() and any(model.iterdir()) and not (model / "config.json").is_file():
+            raise UserError(f"{model} is a folder with files but no model (config.json): choose an empty folder")
+        args: list[Any] = []
+        for path in facesets_a:
+            args += ["--faceset-a", path]
+        for path in facesets_b:
+            args += ["--faceset-b", path]
+        args += ["--model", model, "--iterations", settings.iterations, "--preset", settings.preset,
+                 "--device", core.device, "--preview-every", max(10, min(250, settings.iterations // 20))]
+        argv = jobs.core_command(core.python, "train", args)
+
+        def after(context: Any, state: jobs.JobState) -> str:
+            result = state.result or {}
+            return f"model {model}: iteration {result.get('iteration', '?')}, loss A {result.get('loss_a', '?')}"
+        return Plan("train", [Command(argv, "Train", after)], core.env(), str(core.work_folder),
+                    watch_image=model / "preview.png")
+
+
+# -- Swap -----------------------------------------------------------------------------------------------
+class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
+    """Swap the face in the active strip with a trained model; the result goes on the first free channel above"""
+    bl_idname = "deepfake.swap"
+    bl_label = "Swap Face"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def plan(self, context: Any) -> Plan:
+        scene = context.scene
+        strip = vse.active_strip(scene)
+        if strip is None:
+            raise UserError("make a movie or image strip active to swap its face")
+        vse.check_media_strip(strip)
+        core = _core(context)
+        settings = scene.deepfake
+        model = model_folder(context, core.work_folder)
+        if not (model / "config.json").is_file():
+            raise UserError(f"not a model folder (no config.json): {model}")
+        path, first, count = vse.visible_range(strip)
+        mode, fmt = settings.swap_mode, settings.swap_format
+        out = core.work_folder / "swaps" / f"{_safe_name(strip.name)}_{mode}_{fmt}"
+        args: list[Any] = [path, "--model", model, "--out", out, "--start", first, "--count", count,
+                           "--mode", mode, "--format", fmt, "--color", settings.color,
+                           "--colorspace", vse.strip_colorspace(strip), "--aligner", settings.aligner,
+                           "--device", core.device]
+        ocio = vse.blender_ocio_config()
+        if ocio is not None:
+            args += ["--ocio-config", ocio]
+        link = props.strip_link(scene, strip.name)
+        if link is not None and link.source == str(path):
+            alignments = Path(link.faceset) / "alignments.json"
+            if alignments.is_file():
+                args += ["--alignments", alignments]
+        snapshot = {"name": strip.name, "start": int(strip.frame_final_start),
+                    "duration": int(strip.frame_final_duration), "colorspace": vse.strip_colorspace(strip)}
+        argv = jobs.core_command(core.python, "swap", args)
+        after = self._placer(snapshot, out, first, count, mode, fmt, settings.markers)
+        return Plan("swap", [Command(argv, f"Swap '{strip.name}'", after)], core.env(), str(core.work_folder))
+
+    @staticmethod
+    def _placer(snap: dict[str, Any], out: Path, first: int, count: int, mode: str, fmt: str,
+                markers: bool) -> Callable[[Any, jobs.JobState], str]:
+        def after(context: Any, state: jobs.JobState) -> str:
+            scene = context.scene
+            source = next((s for s in vse.all_strips(scene) if s.name == snap["name"]), None)
+            if source is None:
+                raise UserError(f"strip '{snap['name']}' was removed while swapping; frames are in {out}")
+            files = [f"frame_{n:06d}.{fmt}" for n in range(first, first + count)]
+            start, end = snap["start"], snap["start"] + snap["duration"]
+            channel = vse.first_free_channel_above(scene, source, start, end)
+            strip = vse.add_image_strip(scene, out, files, channel, start, name=f"{snap['name']} {mode}")
+            if mode == "overlay":
+                strip.blend_type = "ALPHA_OVER"
+                strip.alpha_mode = "STRAIGHT"
+            else:
+                strip.blend_type = "REPLACE"
+            try:
+                strip.colorspace_settings.name = snap["colorspace"]
+            except TypeError:
+                pass  # a colourspace name unknown to this config: keep Blender's default
+            flagged = _flags(out, first, count)
+            if markers:
+                existing = {(m.frame, m.name) for m in scene.timeline_markers}
+                for frame, reasons in flagged:
+                    at, name = start + frame - first, ", ".join(reasons)
+                    if (at, name) not in existing:
+                        scene.timeline_markers.new(name, frame=at)
+            return f"'{strip.name}' on channel {channel}, {len(flagged)} flagged frame(s)"
+        return after
+
+
+def _flags(out: Path, first: int, count: int) -> list[tuple[int, list[str]]]:
+    path = out / "flags.json"
+    if not path.is_file():
+        return []
+    flags = json.loads(path.read_text()).get("flags", [])
+    return sorted((int(f["frame"]), list(f.get("reasons", []))) for f in flags
+                  if first <= int(f["frame"]) < first + count)
+
+
+# -- Cancel and faceset lists ---------------------------------------------------------------------------
+class DEEPFAKE_OT_cancel(bpy.types.Operator):
+    """Stop the running deepfake job (the core saves what it has; a rerun resumes)"""
+    bl_idname = "deepfake.cancel"
+    bl_label = "Cancel Job"
+
+    def execute(self, context: Any) -> set[str]:
+        job = current_job()
+        if job is None:
+            self.report({"INFO"}, "no deepfake job is running")
+            return {"CANCELLED"}
+        job.cancel()
+        return {"FINISHED"}
+
+
+SIDES = [("A", "A", "The face in the footage"), ("B", "B", "The face to put there")]
+
+
+class DEEPFAKE_OT_faceset_add(bpy.types.Operator):
+    """Add the facesets of the selected (extracted) strips, or an empty slot to fill in"""
+    bl_idname = "deepfake.faceset_add"
+    bl_label = "Add Faceset"
+    bl_options = {"REGISTER", "UNDO"}
+    side: EnumProperty(items=SIDES)
+
+    def execute(self, context: Any) -> set[str]:
+        scene = context.scene
+        items = scene.deepfake.facesets_a if self.side == "A" else scene.deepfake.facesets_b
+        known = {item.path for item in items}
+        linked = [props.strip_link(scene, s.name) for s in vse.selected_strips(scene)]
+        paths = [link.faceset for link in linked if link is not None and link.faceset not in known]
+        for path in paths or [""]:
+            items.add().path = path
+        return {"FINISHED"}
+
+
+class DEEPFAKE_OT_faceset_remove(bpy.types.Operator):
+    bl_idname = "deepfake.faceset_remove"
+    bl_label = "Remove Faceset"
+    bl_options = {"REGISTER", "UNDO"}
+    side: EnumProperty(items=SIDES)
+    index: IntProperty()
+
+    def execute(self, context: Any) -> set[str]:
+        items = context.scene.deepfake.facesets_a if self.side == "A" else context.scene.deepfake.facesets_b
+        if 0 <= self.index < len(items):
+            items.remove(self.index)
+        return {"FINISHED"}
+
+
+@bpy.app.handlers.persistent
+def _stop_jobs_on_load(*_args: Any) -> None:
+    """Opening another file ends the modal operator; its core must not run on unattended."""
+    jobs.kill_all()
+
+
+classes: tuple[type, ...] = (DEEPFAKE_OT_extract, DEEPFAKE_OT_train, DEEPFAKE_OT_swap, DEEPFAKE_OT_cancel,
+                             DEEPFAKE_OT_faceset_add, DEEPFAKE_OT_faceset_remove)
+
+
+def register_handlers() -> None:
+    if _stop_jobs_on_load not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_stop_jobs_on_load)
+
+
+def unregister_handlers() -> None:
+    if _stop_jobs_on_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_stop_jobs_on_load)

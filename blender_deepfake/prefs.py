@@ -1,0 +1,130 @@
+"""Add-on preferences: which Python runs the core, on which device, and where work goes.
+
+They are per-user (not per-.blend) because the core interpreter and the GPU belong to the
+machine, not to the shot. When the add-on is not enabled through Blender's preferences (the bpy
+module calling register() directly), `settings()` falls back to the same defaults.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import jobs, vse
+
+ADDON_ID = __package__
+DEFAULT_WORK_FOLDER = "//deepfake/"
+DEVICES = [("auto", "Auto", "CUDA when the core's torch sees a GPU, else CPU"),
+           ("cuda", "CUDA", "An NVIDIA GPU"),
+           ("cpu", "CPU", "The processor (slow for training)")]
+
+
+class SettingsError(ValueError):
+    """A preference that cannot work (unsaved file with a relative folder, no core): reported as is."""
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    python: str
+    core_path: str
+    device: str
+    work_folder: Path
+
+    def env(self) -> dict[str, str]:
+        return jobs.core_env(self.core_path)
+
+
+class DEEPFAKE_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    python: StringProperty(
+        name="Core Python", subtype="FILE_PATH", default="",
+        description="The python of an environment where `core` imports (e.g. .venv/bin/python of a core "
+                    "install); empty: Blender's own Python")
+    core_path: StringProperty(
+        name="Core Folder", subtype="DIR_PATH", default="",
+        description="Optional: the folder that holds the `core` package, put on PYTHONPATH for the core")
+    device: EnumProperty(name="Device", items=DEVICES, default="auto")
+    work_folder: StringProperty(
+        name="Work Folder", subtype="DIR_PATH", default=DEFAULT_WORK_FOLDER,
+        options=vse.blend_relative_path_options(),
+        description="Facesets, models and swapped frames go here; // is beside the saved .blend")
+    check_result: StringProperty(name="Check", default="", options={"SKIP_SAVE"})
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        layout.prop(self, "python")
+        layout.prop(self, "core_path")
+        row = layout.row()
+        row.operator("deepfake.check_core", icon="CHECKMARK")
+        if self.check_result:
+            row.label(text=self.check_result)
+        layout.prop(self, "device")
+        layout.prop(self, "work_folder")
+
+
+def addon_prefs(context: Any = None) -> Any:
+    """The preferences object, or None when the add-on was registered without being enabled."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+def resolve_python(prefs: Any) -> str:
+    path = getattr(prefs, "python", "") if prefs is not None else ""
+    return bpy.path.abspath(path) if path else jobs.default_python()
+
+
+def resolve_work_folder(raw: str) -> Path:
+    """An absolute work folder; a relative one needs a saved .blend (else it would land in
+    Blender's working directory, a surprising place)."""
+    raw = raw or DEFAULT_WORK_FOLDER
+    if raw.startswith("//") or not os.path.isabs(raw):
+        if not bpy.data.filepath:
+            raise SettingsError(f"the work folder '{raw}' is relative: save the .blend first or set an absolute "
+                                "work folder in the add-on preferences")
+        return Path(bpy.path.abspath(raw if raw.startswith("//") else "//" + raw))
+    return Path(raw)
+
+
+def settings(context: Any = None) -> CoreSettings:
+    """The effective settings (preferences, or defaults); raises SettingsError with a user message."""
+    prefs = addon_prefs(context)
+    core_path = bpy.path.abspath(prefs.core_path) if prefs is not None and prefs.core_path else ""
+    return CoreSettings(python=resolve_python(prefs), core_path=core_path,
+                        device=prefs.device if prefs is not None else "auto",
+                        work_folder=resolve_work_folder(prefs.work_folder if prefs is not None else DEFAULT_WORK_FOLDER))
+
+
+_checked: dict[tuple[str, str], tuple[bool, str]] = {}
+
+
+def check_core(python: str, core_path: str, refresh: bool = False) -> tuple[bool, str]:
+    """`check_interpreter`, remembered per (python, folder) once it passed (each check costs a
+    process start); failures are rechecked every time so a fixed install is seen at once."""
+    key = (python, core_path)
+    if refresh or not _checked.get(key, (False, ""))[0]:
+        _checked[key] = jobs.check_interpreter(python, core_path)
+    return _checked[key]
+
+
+class DEEPFAKE_OT_check_core(bpy.types.Operator):
+    """Run the core interpreter and say whether core and its dependencies import"""
+    bl_idname = "deepfake.check_core"
+    bl_label = "Check Core"
+
+    def execute(self, context: Any) -> set[str]:
+        prefs = addon_prefs(context)
+        core_path = bpy.path.abspath(prefs.core_path) if prefs is not None and prefs.core_path else ""
+        ok, message = check_core(resolve_python(prefs), core_path, refresh=True)
+        if prefs is not None:
+            prefs.check_result = ("OK: " if ok else "Missing: ") + message
+        self.report({"INFO"} if ok else {"ERROR"}, message)
+        return {"FINISHED"} if ok else {"CANCELLED"}
+
+
+classes: tuple[type, ...] = (DEEPFAKE_AP_preferences, DEEPFAKE_OT_check_core)

@@ -1,0 +1,72 @@
+"""The "Deepfake" tab in the Video Sequence Editor's sidebar (N panel): job state, then the three
+steps top to bottom in the order a user runs them."""
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from . import ops, props, vse
+
+
+class DEEPFAKE_PT_panel(bpy.types.Panel):
+    bl_idname = "DEEPFAKE_PT_panel"
+    bl_label = "Deepfake"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Deepfake"
+
+    def draw(self, context: Any) -> None:
+        layout, scene = self.layout, context.scene
+        settings = scene.deepfake
+        self._draw_job(layout, settings)
+
+        box = layout.box()
+        box.label(text="1. Extract", icon="USER")
+        box.prop(settings, "aligner")
+        strip = vse.active_strip(scene)
+        link = props.strip_link(scene, strip.name) if strip is not None else None
+        if link is not None:
+            box.label(text=f"Faceset: {link.faceset}", icon="LINKED")
+        box.operator("deepfake.extract", icon="IMPORT")
+
+        box = layout.box()
+        box.label(text="2. Train", icon="MOD_ARMATURE")
+        for side, items in (("A", settings.facesets_a), ("B", settings.facesets_b)):
+            col = box.column(align=True)
+            row = col.row()
+            row.label(text=f"Faceset {side}" + (" (footage)" if side == "A" else " (new face)"))
+            add = row.operator("deepfake.faceset_add", text="", icon="ADD")
+            add.side = side
+            for index, item in enumerate(items):
+                row = col.row(align=True)
+                row.prop(item, "path", text="")
+                remove = row.operator("deepfake.faceset_remove", text="", icon="X")
+                remove.side, remove.index = side, index
+        box.prop(settings, "model_folder")
+        box.prop(settings, "preset")
+        box.prop(settings, "iterations")
+        box.operator("deepfake.train", icon="PLAY")
+
+        box = layout.box()
+        box.label(text="3. Swap", icon="UV_SYNC_SELECT")
+        box.prop(settings, "swap_mode", expand=True)
+        box.prop(settings, "color")
+        box.prop(settings, "swap_format")
+        box.prop(settings, "markers")
+        box.operator("deepfake.swap", icon="SEQ_SEQUENCER")
+
+    @staticmethod
+    def _draw_job(layout: Any, settings: Any) -> None:
+        if not settings.job_status and ops.current_job() is None:
+            return
+        box = layout.box()
+        running = ops.current_job() is not None
+        if running and hasattr(box, "progress"):
+            box.progress(factor=settings.job_progress, type="BAR", text=f"{settings.job_progress:.0%}")
+        box.label(text=settings.job_status or "starting", icon="TIME" if running else "INFO")
+        if running:
+            box.operator("deepfake.cancel", icon="CANCEL")
+
+
+classes: tuple[type, ...] = (DEEPFAKE_PT_panel,)
