@@ -68,10 +68,6 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
     job_status: StringProperty(default="", options={"SKIP_SAVE"})
 
 
-def scene_settings(scene: Any) -> Any:
-    return scene.deepfake
-
-
 def link_strip(scene: Any, strip_name: str, faceset: str, source: str, first: int, count: int) -> None:
     links = scene.deepfake.strip_links
     link = links.get(strip_name) or links.add()

@@ -193,24 +193,19 @@ def lab_stats(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _match_lab(lab: np.ndarray, image_stats: np.ndarray, target_stats: np.ndarray) -> np.ndarray:
+    """Reinhard transfer: each Lab channel shifted and scaled from image_stats to target_stats.
+
+    The stats come in separately so a caller can pass time-smoothed target statistics: the
+    result then has exactly the smoothed stats, frame after frame. Output clipped to [0, 1], so
+    a target far out of gamut is met only approximately; a channel with (near) zero spread is
+    only shifted.
+    """
     image_stats = np.asarray(image_stats, dtype=np.float64)
     target_stats = np.asarray(target_stats, dtype=np.float64)
     src_std = image_stats[3:]
     scale = np.where(src_std > 1e-6, target_stats[3:] / np.maximum(src_std, 1e-6), 1.0)
     offset = target_stats[:3] - image_stats[:3] * scale
     return lab_to_rgb(lab * scale.astype(np.float32) + offset.astype(np.float32))
-
-
-def match_mean_std(image: np.ndarray, image_stats: np.ndarray, target_stats: np.ndarray) -> np.ndarray:
-    """Reinhard transfer: each Lab channel shifted and scaled from image_stats to target_stats.
-
-    The stats come in separately so a caller can pass time-smoothed target statistics: the
-    result then has exactly the smoothed stats, frame after frame, whatever the swapped face's
-    own stats do. Output clipped to [0, 1] (the network's display-referred space; OpenCV's Lab
-    conversions clamp there anyway), so a target far out of gamut is met only approximately.
-    A channel with (near) zero spread is only shifted.
-    """
-    return _match_lab(rgb_to_lab(image), image_stats, target_stats)
 
 
 def _weighted_cdf(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
