@@ -53,7 +53,7 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
     swap_format: EnumProperty(name="Format", default="png", items=[
         ("png", "PNG", "8-bit PNG frames"),
         ("exr", "EXR", "Float frames (for float / linear sources)")])
-    color: EnumProperty(name="Colour", default="mean-std", items=[
+    color: EnumProperty(name="Color", default="mean-std", items=[
         ("mean-std", "Mean / Std", "Match mean and spread in Lab inside the mask"),
         ("histogram", "Histogram", "Match histograms"),
         ("seamless", "Seamless", "Poisson blending (8-bit only)"),

@@ -18,28 +18,38 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
 
     def draw(self, context: Any) -> None:
         layout, scene = self.layout, context.scene
+        layout.use_property_split, layout.use_property_decorate = True, False
         settings = scene.deepfake
+        busy = ops.current_job() is not None
         self._draw_job(layout, settings)
+        strip = vse.active_strip(scene)
+        selected = vse.selected_strips(scene)
 
         box = layout.box()
+        box.enabled = not busy
         box.label(text="1. Extract", icon="USER")
         box.prop(settings, "aligner")
-        strip = vse.active_strip(scene)
+        box.label(text=f"{len(selected)} strip(s) selected" if selected else "Select movie or image strips",
+                  icon="SEQ_STRIP_DUPLICATE")
         link = props.strip_link(scene, strip.name) if strip is not None else None
         if link is not None:
-            box.label(text=f"Faceset: {link.faceset}", icon="LINKED")
+            box.label(text=f"Faceset: {bpy.path.basename(link.faceset.rstrip('/'))}", icon="LINKED")
         box.operator("deepfake.extract", icon="IMPORT")
 
         box = layout.box()
-        box.label(text="2. Train", icon="MOD_ARMATURE")
+        box.enabled = not busy
+        box.label(text="2. Train", icon="PLAY")
         for side, items in (("A", settings.facesets_a), ("B", settings.facesets_b)):
             col = box.column(align=True)
             row = col.row()
             row.label(text=f"Faceset {side}" + (" (footage)" if side == "A" else " (new face)"))
             add = row.operator("deepfake.faceset_add", text="", icon="ADD")
             add.side = side
+            if not items:
+                col.label(text="  + adds the selected strips' facesets", icon="BLANK1")
             for index, item in enumerate(items):
                 row = col.row(align=True)
+                row.use_property_split = False
                 row.prop(item, "path", text="")
                 remove = row.operator("deepfake.faceset_remove", text="", icon="X")
                 remove.side, remove.index = side, index
@@ -49,8 +59,11 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
         box.operator("deepfake.train", icon="PLAY")
 
         box = layout.box()
+        box.enabled = not busy
         box.label(text="3. Swap", icon="UV_SYNC_SELECT")
-        box.prop(settings, "swap_mode", expand=True)
+        box.label(text=f"Active: {strip.name}" if strip is not None else "Make a strip active", icon="SEQUENCE")
+        row = box.row(align=True)
+        row.prop(settings, "swap_mode", expand=True)
         box.prop(settings, "color")
         box.prop(settings, "swap_format")
         box.prop(settings, "markers")
@@ -58,13 +71,18 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
 
     @staticmethod
     def _draw_job(layout: Any, settings: Any) -> None:
+        """The running or last job: a bar, then the status one part per line (the sidebar is
+        ~300 px wide; one long line was cut in the middle, hiding progress and ETA)."""
         if not settings.job_status and ops.current_job() is None:
             return
         box = layout.box()
         running = ops.current_job() is not None
         if running and hasattr(box, "progress"):
             box.progress(factor=settings.job_progress, type="BAR", text=f"{settings.job_progress:.0%}")
-        box.label(text=settings.job_status or "starting", icon="TIME" if running else "INFO")
+        parts = (settings.job_status or "starting").split(", ")
+        box.label(text=parts[0], icon="TIME" if running else "INFO")
+        for part in parts[1:]:
+            box.label(text=part, icon="BLANK1")
         if running:
             box.operator("deepfake.cancel", icon="CANCEL")
 

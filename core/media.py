@@ -34,6 +34,11 @@ from core.errors import MediaError
 PathLike = Union[str, Path]
 Frame = tuple[int, np.ndarray]
 
+# swscale flags: SWS_POINT | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND (plain ints: av 15's
+# Interpolation enum cannot combine them).
+BLENDER_SWS_FLAGS = 0x10 | 0x2000 | 0x40000
+_JPEG_RANGE = 2  # AVCOL_RANGE_JPEG: full-range YUV
+
 DEFAULT_FPS = 25.0
 """The rate of a source that carries none (image folders): Blender's default scene rate."""
 
@@ -188,11 +193,18 @@ class MovieSource:
             )
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """The frame as RGB uint8 (H, W, 3), as frame.to_ndarray(format="rgb24") gives it.
+        """The frame as RGB uint8 (H, W, 3), converted from YUV exactly as Blender's movie reader
+        converts it, so a swapped frame's untouched pixels equal the source strip's in the VSE.
 
-        Sources deeper than 8 bits are reduced to 8 here; frames are not accumulated anywhere.
+        Blender (imbuf/movie/intern/movie_read.cc) asks swscale for point sampling with full
+        horizontal chroma interpolation and accurate rounding, the stream's own matrix and range;
+        PyAV's default (bilinear, approximate) differs by up to 3 levels on most pixels. With the
+        FFmpeg 7.1 that av 15.1 bundles, the same as Blender 4.5 / 5.0's, the result is bit-equal
+        (tests/test_addon_workflow.py renders both). Sources deeper than 8 bits are reduced to 8.
         """
-        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        full_range = frame.color_range == _JPEG_RANGE
+        return self._reformatter.reformat(frame, format="rgb24", interpolation=BLENDER_SWS_FLAGS,
+                                          src_color_range=_JPEG_RANGE if full_range else None).to_ndarray()
 
     def _frames_from(self, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decoded frames with their source indices, beginning at or before `start`.
