@@ -7,15 +7,19 @@ Differences handled here:
   classes `*Sequence` to `*Strip`); the `type` enum names ('MOVIE', 'IMAGE', ...) did not change.
 - 5.0 lets a workspace show another scene in the sequencer (`workspace.sequencer_scene`); it is
   None in a fresh session and some operators and `strip.modifiers.new()` crash while it is unset.
-- 5.0 `new_effect(..., length=, input1=, input2=)` replaced 4.2's `frame_end=, seq1=, seq2=`.
+- `new_effect(..., length=, input1=, input2=)` (5.0) replaced 4.2's `frame_end=, seq1=, seq2=`
+  (`frame_end` exclusive); the names are read from the RNA function.
 - 5.0 video output needs `image_settings.media_type = 'VIDEO'` before `ffmpeg` settings apply.
+- 5.0 path properties may declare PATH_SUPPORTS_BLEND_RELATIVE (else '//' values warn); 4.2
+  refuses the unknown option, so it is only passed where the running version knows it.
 - `new_movie()` on a missing file silently makes a 1-frame strip: insertion checks files first.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import bpy
 
@@ -72,10 +76,12 @@ def active_strip(scene: bpy.types.Scene) -> Any:
 # -- reading a strip ---------------------------------------------------------------------------------
 def strip_source(strip: Any) -> Path:
     """The absolute path of a movie strip's file or an image strip's folder."""
+    # .absolute(): a path without '//' is relative to Blender's working directory, as Blender
+    # reads it; the core runs in the work folder, so it must get the absolute path.
     if strip.type == "MOVIE":
-        return Path(bpy.path.abspath(strip.filepath))
+        return Path(bpy.path.abspath(strip.filepath)).absolute()
     if strip.type == "IMAGE":
-        return Path(bpy.path.abspath(strip.directory))
+        return Path(bpy.path.abspath(strip.directory)).absolute()
     raise StripError(f"strip '{strip.name}' is a {strip.type.lower()} strip: only movie and image strips have faces")
 
 
@@ -97,7 +103,7 @@ def check_media_strip(strip: Any) -> None:
 def _offset(strip: Any) -> int:
     """Source frames hidden before the visible part: the handle offset plus the animation offset
     (hold/trim applied to the media itself, present in all supported versions)."""
-    return int(round(strip.frame_offset_start + getattr(strip, "animation_offset_start", 0)))
+    return round(strip.frame_offset_start + getattr(strip, "animation_offset_start", 0))
 
 
 def visible_range(strip: Any) -> tuple[Path, int, int]:
@@ -167,7 +173,7 @@ def first_free_channel_above(scene: bpy.types.Scene, strip: Any, start: int, end
 def add_movie_strip(scene: bpy.types.Scene, path: str | os.PathLike, channel: int, frame_start: int,
                     name: str | None = None) -> Any:
     """A movie strip, after checking the file exists (new_movie would make a 1-frame strip)."""
-    path = Path(path)
+    path = Path(path).absolute()
     if not path.is_file():
         raise StripError(f"movie not found: {path}")
     ensure_editor(scene)
@@ -194,19 +200,28 @@ def add_image_strip(scene: bpy.types.Scene, folder: str | os.PathLike, files: It
 
 def new_effect(scene: bpy.types.Scene, name: str, effect_type: str, channel: int, frame_start: int,
                length: int = 1, inputs: tuple[Any, ...] = ()) -> Any:
-    """An effect strip with the arguments of the running version (5.0: length/input1; 4.2: frame_end/seq1)."""
+    """An effect strip with the arguments of the running version (5.0: length/input1; 4.2:
+    frame_end/seq1), read from the RNA function's parameter names rather than from its version."""
     ensure_editor(scene)
     strips = top_strips(scene)
-    doc = strips.new_effect.__doc__ or ""
+    params = set(_new_effect_parameters(scene))
     kwargs: dict[str, Any] = {"name": name, "type": effect_type, "channel": channel, "frame_start": frame_start}
-    if "length" in doc:
+    if "length" in params:
         kwargs["length"] = length
     else:
-        kwargs["frame_end"] = frame_start + length
-    prefix = "input" if "input1" in doc else "seq"
+        kwargs["frame_end"] = frame_start + length  # exclusive: a strip of `length` frames
+    prefix = "input" if "input1" in params else "seq"
     for i, strip in enumerate(inputs, 1):
         kwargs[f"{prefix}{i}"] = strip
     return strips.new_effect(**kwargs)
+
+
+def _new_effect_parameters(scene: bpy.types.Scene) -> list[str]:
+    """Parameter names of `new_effect` on the top-level strip collection (`StripsTopLevel` from
+    4.4, `SequencesTopLevel` before)."""
+    editor = scene.sequence_editor
+    name = "strips" if hasattr(editor, "strips") else "sequences"
+    return list(editor.bl_rna.properties[name].srna.functions["new_effect"].parameters.keys())
 
 
 def set_video_output(scene: bpy.types.Scene) -> None:
@@ -220,15 +235,12 @@ def set_video_output(scene: bpy.types.Scene) -> None:
 def blend_relative_path_options() -> set[str]:
     """Property options for a path that may start with '//' outside ID data (add-on preferences).
 
-    Recent versions warn on such a value unless the property declares PATH_SUPPORTS_BLEND_RELATIVE;
-    4.2 lacks the flag and refuses the class. Probed by registering a throwaway class, because
-    bpy.props does not validate options until registration.
+    Recent versions (5.0) warn on such a value unless the property declares
+    PATH_SUPPORTS_BLEND_RELATIVE; 4.2 lacks the flag and refuses a class that names it. The flag
+    came with its read-back, `Property.is_path_supports_blend_relative`, so that RNA property
+    tells (bpy.props does not validate options until registration, and a failed trial
+    registration prints a traceback on 4.2).
     """
-    probe = type("DEEPFAKE_PG_path_probe", (bpy.types.PropertyGroup,), {
-        "__annotations__": {"p": bpy.props.StringProperty(options={"PATH_SUPPORTS_BLEND_RELATIVE"})}})
-    try:
-        bpy.utils.register_class(probe)
-    except (TypeError, ValueError):
-        return set()
-    bpy.utils.unregister_class(probe)
-    return {"PATH_SUPPORTS_BLEND_RELATIVE"}
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties:
+        return {"PATH_SUPPORTS_BLEND_RELATIVE"}
+    return set()

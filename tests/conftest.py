@@ -17,10 +17,14 @@ VIDEO = FACES / "video"
 # bpy writes user preferences and caches: keep them out of the user's home.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bd-blender-user-"))
 
+# The interpreter that runs the core: this one, or the main environment's when the add-on tests run
+# in the bpy-only environment (.venv-bpy42, Blender 4.2), as a real Blender would.
+CORE_PYTHON = os.environ.get("DEEPFAKE_CORE_PYTHON") or sys.executable
+
 
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m core ...` as the add-on and a shell user run it."""
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=ROOT, capture_output=True,
+    return subprocess.run([CORE_PYTHON, "-m", "core", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, VIDEO, run_cli
+from conftest import CORE_PYTHON, ROOT, VIDEO, run_cli
 
 bpy = pytest.importorskip("bpy")
 
@@ -40,7 +40,7 @@ def test_register_and_unregister_twice():
 
 def test_built_zip_validates(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     zip_path = Path(done.stdout.strip().splitlines()[-1])
     import zipfile
@@ -48,6 +48,37 @@ def test_built_zip_validates(tmp_path):
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names and "vse.py" in names
     assert not any(n.startswith("core/") for n in names)
+
+
+INSTALL_AND_CHECK = """
+import json, sys
+import bpy
+zip_path, core_python = sys.argv[1:3]
+done = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+module = "bl_ext.user_default.blender_deepfake"
+prefs = bpy.context.preferences.addons[module].preferences
+prefs.python = core_python
+checked = bpy.ops.deepfake.check_core()
+print(json.dumps({"install": sorted(done), "module": module in sys.modules, "check": sorted(checked),
+                  "result": prefs.check_result, "scene": hasattr(bpy.types.Scene, "deepfake")}))
+"""
+
+
+def test_built_zip_installs_as_an_extension_and_finds_the_core(tmp_path):
+    """What a user does: Install from Disk (the extension lands in bl_ext.user_default), then
+    Check Core with the core interpreter; in a fresh Blender process with its own user folder."""
+    built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out-dir", str(tmp_path)],
+                           check=False, capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stdout + built.stderr
+    zip_path = built.stdout.strip().splitlines()[-1]
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    done = subprocess.run([sys.executable, "-c", INSTALL_AND_CHECK, zip_path, CORE_PYTHON], check=False,
+                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"install": ["FINISHED"], "module": True, "check": ["FINISHED"],
+                      "result": f"OK: {CORE_PYTHON}: core and its dependencies import", "scene": True}
+    assert (tmp_path / "user" / "extensions" / "user_default" / "blender_deepfake" / "vse.py").is_file()
 
 
 # -- operators -----------------------------------------------------------------------------------------
@@ -63,15 +94,19 @@ def addon():
 
 @pytest.fixture()
 def scene(addon, tmp_path):
-    """A clean scene, the core interpreter = this Python, an absolute work folder in tmp."""
+    """A clean scene, the core interpreter = CORE_PYTHON (this Python, or the main environment's
+    when bpy 4.2 runs in its own environment), an absolute work folder in tmp."""
     from blender_deepfake import vse
 
-    addon.python, addon.core_path, addon.device = sys.executable, "", "cpu"
+    addon.python, addon.core_path, addon.device = CORE_PYTHON, "", "cpu"
     addon.work_folder = str(tmp_path / "work")
     scene = bpy.context.scene
     scene.sequence_editor_clear()
     scene.timeline_markers.clear()
     scene.deepfake.strip_links.clear()
+    scene.deepfake.facesets_a.clear()
+    scene.deepfake.facesets_b.clear()
+    scene.deepfake.job_status = ""
     scene.deepfake.aligner = "dlib"
     scene.deepfake.model_folder = ""
     vse.ensure_editor(scene)
@@ -118,6 +153,71 @@ def test_visible_range_of_a_trimmed_movie_strip(scene):
     assert vse.strip_colorspace(strip) == "sRGB"
 
 
+def test_version_shims(scene, addon):
+    """What vse.py papers over between 4.2 (`sequences`, `new_effect(frame_end=, seq1=)`, no
+    `media_type`, no blend-relative path flag) and 5.0 (`strips`, `length=`, `input1=`)."""
+    from blender_deepfake import vse
+
+    a = vse.new_effect(scene, "A", "COLOR", 1, 40, length=5)
+    b = vse.new_effect(scene, "B", "COLOR", 2, 40, length=5)
+    assert (a.type, a.channel, a.frame_final_start, a.frame_final_duration) == ("COLOR", 1, 40, 5)
+    cross = vse.new_effect(scene, "Cross", "CROSS", 3, 40, length=5, inputs=(a, b))
+    assert (cross.input_1, cross.input_2) == (a, b) and cross.frame_final_start == 40
+    assert vse.top_strips(scene)["Cross"] == cross
+    assert {s.name for s in vse.all_strips(scene)} == {"A", "B", "Cross"}
+    select_only(scene, b)
+    assert vse.active_strip(scene) == b and vse.selected_strips(scene) == [b]
+    assert type(b).__name__ in ("ColorSequence", "ColorStrip")
+    vse.set_video_output(scene)
+    assert scene.render.image_settings.file_format == "FFMPEG"
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties:  # 5.0, not 4.2
+        assert type(addon).bl_rna.properties["work_folder"].is_path_supports_blend_relative
+
+
+class _Layout:
+    """Records what a draw() asks for: every icon, and every property it shows must exist."""
+
+    def __init__(self, icons: list[str]):
+        self.icons = icons
+
+    def _item(self, *args, icon: str = "NONE", **kwargs):
+        if icon != "NONE":
+            self.icons.append(icon)
+        return _Layout(self.icons)
+
+    label = operator = progress = _item
+    box = column = row = _item
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        return self._item(**kwargs)
+
+
+class _Drawing:
+    """`self` for a draw() call outside Blender's UI: a recording layout, the rest from `target`."""
+
+    def __init__(self, target, layout: _Layout):
+        self.layout, self._target = layout, target
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+
+def test_panel_and_preferences_draw_with_this_versions_icons(scene, addon):
+    from blender_deepfake import ui
+
+    strip = movie_strip(scene, D18, 0, 10)
+    scene.deepfake.strip_links.add().name = strip.name
+    scene.deepfake.facesets_a.add().path = "/a"
+    scene.deepfake.job_status = "extract: done"
+    addon.check_result = "OK"
+    icons: list[str] = []
+    ui.DEEPFAKE_PT_panel.draw(_Drawing(ui.DEEPFAKE_PT_panel, _Layout(icons)), bpy.context)
+    type(addon).draw(_Drawing(addon, _Layout(icons)), bpy.context)
+    known = bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys()
+    assert len(icons) >= 10 and [i for i in icons if i not in known] == []
+
+
 def test_extract_covers_exactly_the_visible_source_frames(scene, addon):
     strip = movie_strip(scene, D18, 10, 50)
     assert bpy.ops.deepfake.extract() == {"FINISHED"}
@@ -138,11 +238,13 @@ def _refused(scene, addon, operator, match: str) -> None:
 
 
 def test_no_strip_selected_is_refused(scene, addon):
+    from blender_deepfake import vse
+
     strip = movie_strip(scene, D18, 0, 10)
     select_only(scene, None)
     _refused(scene, addon, bpy.ops.deepfake.extract, "select one or more")
     _refused(scene, addon, bpy.ops.deepfake.swap, "make a movie or image strip active")
-    assert strip.name in scene.sequence_editor.strips
+    assert strip.name in vse.top_strips(scene)
 
 
 def test_color_strip_is_refused(scene, addon):
@@ -196,7 +298,7 @@ def test_relative_work_folder_on_an_unsaved_file_is_refused(scene, addon):
 def test_cancel_stops_the_core_subprocess(tmp_path):
     from blender_deepfake import jobs
 
-    argv = jobs.core_command(sys.executable, "extract", [VIDEO / "face_recognition_short_hamilton_clip.mp4",
+    argv = jobs.core_command(CORE_PYTHON, "extract", [VIDEO / "face_recognition_short_hamilton_clip.mp4",
                                                          "--out", tmp_path / "fs", "--aligner", "dlib"])
     job = jobs.Job(argv, "extract", env=jobs.core_env(), cwd=str(tmp_path))
     deadline = time.monotonic() + 60
@@ -239,7 +341,7 @@ def test_overlay_swap_lands_on_the_first_free_channel_above(scene, addon, tiny_m
     assert strip.frame_final_start == 31
     assert (result.frame_final_start, result.frame_final_duration) == (strip.frame_final_start, 12)
     assert result.blend_type == "ALPHA_OVER" and result.alpha_mode == "STRAIGHT"
-    assert [e.filename for e in result.elements][0] == "frame_000010.png" and len(result.elements) == 12
+    assert result.elements[0].filename == "frame_000010.png" and len(result.elements) == 12
 
 
 def _png(path: Path) -> None:
@@ -257,7 +359,7 @@ def _png(path: Path) -> None:
 def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
     """The swap's placement step on a prepared output: flagged source frames 12 and 14 of a strip
     showing source frames 10..14 from timeline frame 31 give markers at 33 and 35, named by reason."""
-    from blender_deepfake import jobs, ops
+    from blender_deepfake import jobs, ops, vse
 
     out = tmp_path / "swap"
     out.mkdir()
@@ -271,5 +373,5 @@ def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
     after = ops.DEEPFAKE_OT_swap._placer(snap, out, 10, 5, "composite", "png", True)
     after(bpy.context, jobs.JobState(step="swap"))
     assert sorted((m.frame, m.name) for m in scene.timeline_markers) == [(33, "no_face"), (35, "low_score, jump")]
-    result = scene.sequence_editor.strips[f"{strip.name} composite"]
+    result = vse.top_strips(scene)[f"{strip.name} composite"]
     assert (result.channel, result.frame_final_start, result.frame_final_duration) == (2, 31, 5)
