@@ -338,12 +338,25 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
             flagged = _flags(out, first, count)
             if markers:
                 existing = {(m.frame, m.name) for m in scene.timeline_markers}
-                for frame, reasons in flagged:
-                    at, name = start + frame - first, ", ".join(reasons)
+                for frame, reasons, length in _runs(flagged):
+                    at = start + frame - first
+                    name = ", ".join(reasons) + (f" ({length} frames)" if length > 1 else "")
                     if (at, name) not in existing:
                         scene.timeline_markers.new(name, frame=at)
             return f"'{strip.name}' on channel {channel}, {len(flagged)} flagged frame(s)"
         return after
+
+
+def _runs(flagged: list[tuple[int, list[str]]]) -> list[tuple[int, list[str], int]]:
+    """Consecutive frames flagged for the same reasons as (first frame, reasons, length): one
+    marker per run, so a shot with 200 faceless frames gets one marker, not 200."""
+    runs: list[tuple[int, list[str], int]] = []
+    for frame, reasons in flagged:
+        if runs and runs[-1][1] == reasons and runs[-1][0] + runs[-1][2] == frame:
+            runs[-1] = (runs[-1][0], reasons, runs[-1][2] + 1)
+        else:
+            runs.append((frame, reasons, 1))
+    return runs
 
 
 def _flags(out: Path, first: int, count: int) -> list[tuple[int, list[str]]]:

@@ -59,7 +59,7 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
         ("seamless", "Seamless", "Poisson blending (8-bit only)"),
         ("none", "None", "No colour matching")])
     markers: BoolProperty(name="Flag Markers", default=True,
-                          description="Add a timeline marker at each frame the core flags")
+                          description="Add a timeline marker where the core flags frames (one per run of frames flagged for the same reasons)")
     strip_links: CollectionProperty(type=DEEPFAKE_PG_strip_link)
 
     # state of the running or last job, drawn by the panel

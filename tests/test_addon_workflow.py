@@ -1,0 +1,182 @@
+"""The add-on's workflow end to end against the real `bpy` module, as an editor would check it:
+the sequencer render of a composite swap, markers on a real clip with faceless frames, a cancel
+in the middle of a job, and the headless batch one-liner. Runs under bpy 5.0 (main environment)
+and bpy 4.2 (.venv-bpy42, the core through DEEPFAKE_CORE_PYTHON); numpy comes with bpy."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CORE_PYTHON, ROOT, VIDEO, run_cli
+from test_addon import addon, movie_strip, scene, select_only, snapshot, tiny_model  # noqa: F401  (fixtures)
+
+bpy = pytest.importorskip("bpy")
+
+D18 = VIDEO / "liveportrait_d18.mp4"
+HAMILTON = VIDEO / "face_recognition_short_hamilton_clip.mp4"
+
+
+def render_frame(scene, frame: int, path: Path) -> np.ndarray:
+    """The sequencer's render of one frame (view transform Standard, 8-bit PNG) as uint8 RGB."""
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB"
+    scene.render.image_settings.color_depth = "8"
+    scene.frame_set(frame)
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    # Blender stores rows bottom-up; 8-bit PNG values come back as n/255 exactly.
+    return np.round(pixels.reshape(height, width, 4)[::-1, :, :3] * 255).astype(np.uint8)
+
+
+def face_boxes(tmp_path: Path, first: int, count: int) -> dict[int, tuple[int, int, int, int]]:
+    """Per source frame, the landmarks' bounding box grown by half its size on every side: the
+    swap may change pixels only inside it (mask lifted to mid-forehead, feathered)."""
+    faceset = tmp_path / "reference_faceset"
+    done = run_cli("extract", D18, "--out", faceset, "--start", first, "--count", count, "--aligner", "dlib",
+                   "--events", "jsonl")
+    assert done.returncode == 0, done.stderr
+    boxes = {}
+    for frame, faces in json.loads((faceset / "alignments.json").read_text())["frames"].items():
+        points = np.array(faces[0]["landmarks"])
+        (x0, y0), (x1, y1) = points.min(0), points.max(0)
+        grow_x, grow_y = (x1 - x0) / 2, (y1 - y0) / 2
+        boxes[int(frame)] = (int(x0 - grow_x), int(y0 - grow_y), int(x1 + grow_x) + 1, int(y1 + grow_y) + 1)
+    return boxes
+
+
+def test_composite_render_equals_the_source_render_away_from_the_face(scene, addon, tiny_model, tmp_path):
+    first, count = 173, 4  # held-out frames of d18
+    strip = movie_strip(scene, D18, first, count, channel=1, frame_start=1 - first)  # visible from frame 1
+    select_only(scene, strip)
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 480, 480, 100
+    scene.deepfake.model_folder, scene.deepfake.swap_mode = str(tiny_model), "composite"
+    assert bpy.ops.deepfake.swap() == {"FINISHED"}
+    swapped = next(s for s in scene.sequence_editor.strips_all if s.name.endswith("composite")) \
+        if hasattr(scene.sequence_editor, "strips_all") else \
+        next(s for s in scene.sequence_editor.sequences_all if s.name.endswith("composite"))
+    boxes = face_boxes(tmp_path, first, count)
+    for timeline_frame in (1, 4):
+        source_frame = first + timeline_frame - 1
+        with_swap = render_frame(scene, timeline_frame, tmp_path / f"swap_{timeline_frame}.png")
+        swapped.mute = True
+        source = render_frame(scene, timeline_frame, tmp_path / f"source_{timeline_frame}.png")
+        swapped.mute = False
+        x0, y0, x1, y1 = boxes[source_frame]
+        away = np.ones(source.shape[:2], bool)
+        away[max(0, y0):y1, max(0, x0):x1] = False
+        assert away.sum() > 30_000  # the face fills most of this 480x480 clip; a fifth of it is away
+        changed = (with_swap != source).any(axis=2)
+        assert not changed[away].any(), \
+            f"frame {timeline_frame}: {int(changed[away].sum())} pixels away from the face differ from the source render"
+        inner = (slice(y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3), slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3))
+        difference = np.abs(with_swap[inner].astype(int) - source[inner]).mean()
+        assert difference > 2.0, f"frame {timeline_frame}: the face looks untouched (mean difference {difference:.2f})"
+
+
+def test_flags_on_a_real_clip_become_one_marker_per_run(scene, addon, tiny_model):
+    """Hamilton source frames 205..226 hold two stretches without a face (211-216 and 222-223 for
+    dlib's detector); the other frames show faces that are not d18's person."""
+    first, count, at = 205, 22, 101
+    strip = movie_strip(scene, HAMILTON, first, count, channel=2, frame_start=at - first)
+    select_only(scene, strip)
+    assert strip.frame_final_start == at
+    scene.deepfake.model_folder = str(tiny_model)
+    assert bpy.ops.deepfake.swap() == {"FINISHED"}
+    work = Path(addon.work_folder)
+    flags = json.loads(next((work / "swaps").glob("*/flags.json")).read_text())["flags"]
+    no_face = sorted(f["frame"] for f in flags if f["reasons"] == ["no_face"])
+    assert no_face == [211, 212, 213, 214, 215, 216, 222, 223]
+    markers = sorted((m.frame, m.name) for m in scene.timeline_markers)
+    assert (at + 211 - first, "no_face (6 frames)") in markers
+    assert (at + 222 - first, "no_face (2 frames)") in markers
+    # every flagged frame is inside exactly one marker's run, and runs start at flagged frames
+    covered = set()
+    for frame, name in markers:
+        length = int(name.rsplit("(", 1)[1].split()[0]) if name.endswith("frames)") else 1
+        covered |= set(range(frame - at + first, frame - at + first + length))
+    assert covered == {f["frame"] for f in flags}
+
+
+def test_cancel_in_the_middle_of_a_swap_leaves_the_scene_as_it_was(scene, addon, tiny_model):
+    """What the Cancel button does (`deepfake.cancel` -> Job.cancel), here from a thread while
+    the operator blocks as it does in background mode."""
+    from blender_deepfake import jobs, ops
+
+    strip = movie_strip(scene, D18, 0, 150, channel=1, frame_start=1)
+    select_only(scene, strip)
+    scene.deepfake.model_folder = str(tiny_model)
+    before = snapshot(scene, Path(addon.work_folder) / "nothing")
+    seen: dict[str, object] = {}
+
+    def cancel_when_running() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = ops.current_job()
+            if job is not None and job.state.done >= 3:
+                seen["job"], seen["done"] = job, job.state.done
+                job.cancel()
+                return
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_when_running)
+    canceller.start()
+    try:
+        result = bpy.ops.deepfake.swap()
+    except RuntimeError as exc:  # some versions raise on the operator's report
+        result, seen["report"] = {"CANCELLED"}, str(exc)
+    canceller.join()
+    job = seen.get("job")
+    assert job is not None, "the swap ended before it could be cancelled"
+    assert result == {"CANCELLED"}
+    assert job.state.status == "cancelled" and job.proc.poll() is not None
+    assert job not in jobs.running_jobs()
+    assert 3 <= seen["done"] < 150
+    assert snapshot(scene, Path(addon.work_folder) / "nothing") == before
+
+
+def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon, tiny_model, tmp_path):
+    first, count = 173, 6
+    strip = movie_strip(scene, D18, first, count, channel=1, frame_start=1 - first)  # visible from frame 1
+    strip.name = "shot 1"
+    shot = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(shot), copy=True)
+    out, saved = tmp_path / "render" / "shot.mp4", tmp_path / "swapped.blend"
+    command = [sys.executable, str(ROOT / "scripts" / "deepfake_batch.py"), str(shot), "--core-python", CORE_PYTHON,
+               "--aligner", "dlib", "swap", "--strip", "shot 1", "--model", str(tiny_model), "--render", str(out),
+               "--save", str(saved)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert out.is_file() and saved.is_file()
+
+    # open the results in this Blender: the movie has the shot's frames and size, the .blend the swap strip
+    from blender_deepfake import vse
+
+    bpy.ops.wm.open_mainfile(filepath=str(saved))
+    opened = bpy.context.scene
+    strips = {s.name: s for s in vse.all_strips(opened)}
+    assert set(strips) == {"shot 1", "shot 1 composite"}
+    assert (strips["shot 1 composite"].channel, strips["shot 1 composite"].frame_final_duration) == (2, count)
+    rendered = vse.add_movie_strip(opened, out, channel=5, frame_start=1)
+    assert rendered.frame_final_duration == count
+    assert (rendered.elements[0].orig_width, rendered.elements[0].orig_height) == (480, 480)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+    refused = subprocess.run([*command[:command.index("--strip") + 1], "no such strip", "--model", str(tiny_model)],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert refused.returncode == 1 and "no strip named 'no such strip'" in refused.stderr
