@@ -298,7 +298,8 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
         out = core.work_folder / "swaps" / f"{_safe_name(strip.name)}_{mode}_{fmt}"
         args: list[Any] = [path, "--model", model, "--out", out, "--start", first, "--count", count,
                            "--mode", mode, "--format", fmt, "--color", settings.color,
-                           "--colorspace", vse.strip_colorspace(strip), "--aligner", settings.aligner,
+                           "--colorspace", vse.strip_colorspace(strip), "--yuv", vse.movie_yuv_conversion(),
+                           "--aligner", settings.aligner,
                            "--device", core.device]
         ocio = vse.blender_ocio_config()
         if ocio is not None:

@@ -148,6 +148,18 @@ def strip_colorspace(strip: Any) -> str:
     return settings.name if settings is not None else "sRGB"
 
 
+ACCURATE_YUV_SINCE = (4, 4, 0)
+"""The first release whose movie reader converts YUV with point sampling, full chroma
+interpolation and accurate rounding: measured by rendering a frame with bpy 4.2, 4.3 (swscale's
+bilinear default) and 4.4, 4.5, 5.0 (accurate) and matching it with av 15.1 bit for bit."""
+
+
+def movie_yuv_conversion() -> str:
+    """The core's `--yuv` that reproduces this Blender's movie decoding, so the pixels a swap
+    leaves alone equal the strip below it bit for bit."""
+    return "accurate" if bpy.app.version >= ACCURATE_YUV_SINCE else "fast"
+
+
 def blender_ocio_config() -> Path | None:
     """Blender's own OCIO config, so the core converts with the same definitions the VSE uses."""
     for kind in ("LOCAL", "SYSTEM"):

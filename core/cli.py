@@ -16,7 +16,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepfake", description="Face swap for video: extract, train, swap.")
+    parser = argparse.ArgumentParser(prog="deepfake", description="Face swap for video: extract, train, swap, evaluate.")
     steps = parser.add_subparsers(dest="step", required=True)
 
     ex = steps.add_parser("extract", help="find, landmark and align the faces of a video or image sequence")
@@ -67,12 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--blur", type=float, default=0.08, help="mask feather, as a share of the face width")
     sw.add_argument("--face", choices=["identity", "largest"], default="identity",
                     help="identity: the face closest to the trained person; largest: the biggest face")
+    sw.add_argument("--yuv", choices=("accurate", "fast"), default="accurate",
+                    help="movie YUV to RGB as Blender 4.4+ (accurate) or 4.2 (fast) reads it, so untouched pixels "
+                         "match the strip below bit for bit")
     sw.add_argument("--colorspace", default=None, help="the source's colourspace (default: sRGB, or Linear Rec.709 for EXR)")
     sw.add_argument("--ocio-config", default=None, help="OCIO config (default: a built-in one; the add-on passes Blender's)")
     sw.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
     sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sw.add_argument("--force", action="store_true", help="replace an output made with other settings")
     sw.add_argument("--events", choices=["jsonl"], default=None)
+
+    ev = steps.add_parser("evaluate", help="measure a swap against its source (or a model on its held-out faces)")
+    ev.add_argument("--source", type=Path, default=None, help="the source movie or image folder that was swapped")
+    ev.add_argument("--swapped", type=Path, default=None,
+                    help="the swap's output: a folder of frame_NNNNNN images (paired by frame number) or a movie")
+    ev.add_argument("--model", type=Path, default=None, help="instead of a clip: rebuild quality on the model's held-out faces")
+    ev.add_argument("--faceset-a", type=Path, default=None, help="faceset of A (the face in the footage)")
+    ev.add_argument("--faceset-b", type=Path, default=None, help="faceset of B (the new face)")
+    ev.add_argument("--start", type=int, default=None, help="first source frame (default: the swapped folder's first, or 0)")
+    ev.add_argument("--count", type=int, default=None, help="number of frames (default: to the swapped folder's last, or the end)")
+    ev.add_argument("--direction", choices=["a2b", "b2a"], default=None,
+                    help="a2b: the footage shows A and the swap paints B (default: what the swap recorded, else a2b)")
+    ev.add_argument("--json", type=Path, default=None, help="write the report as JSON (summary and per-frame arrays)")
+    ev.add_argument("--html", type=Path, default=None, help="write a self-contained HTML page (plots go beside it as PNG)")
+    ev.add_argument("--events", choices=["jsonl"], default=None)
 
     info = steps.add_parser("info", help="check a faceset and summarise it")
     info.add_argument("faceset", type=Path)
@@ -120,12 +138,43 @@ def run_swap(args: argparse.Namespace, events: Events) -> None:
     if args.start < 0 or (args.count is not None and args.count <= 0) or args.smooth < 0:
         raise DeepfakeError("--start must be >= 0, --count > 0 and --smooth >= 0")
     keys = ("start", "count", "alignments", "direction", "mode", "format", "bit_depth", "color", "smooth", "erode",
-            "blur", "face", "colorspace", "ocio_config", "aligner", "device", "force")
+            "blur", "face", "colorspace", "ocio_config", "yuv", "aligner", "device", "force")
     summary = swap(args.input, args.model, args.out, SwapSettings(**{k: getattr(args, k) for k in keys}), events)
     if not events.jsonl:
         flags = ", ".join(f"{n} {r}" for r, n in summary["flags"].items()) or "none"
         events.log(f"{summary['output']}: {summary['frames_written']} of {summary['frames']} frames written "
                    f"({summary['fps'] or 0:.1f} frames/s), flags: {flags}")
+
+
+def run_evaluate(args: argparse.Namespace, events: Events) -> None:
+    from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model
+    from core.report import clean, format_table, write_reports
+
+    if args.model is not None:
+        if args.source is not None or args.swapped is not None:
+            raise DeepfakeError("--model evaluates a model, --source / --swapped a clip: give one or the other")
+        report = evaluate_model(args.model, [args.faceset_a] if args.faceset_a else None,
+                                [args.faceset_b] if args.faceset_b else None, events)
+    else:
+        if args.source is None or args.swapped is None:
+            raise DeepfakeError("evaluate needs --source and --swapped (a swapped clip) or --model (a model)")
+        if args.faceset_a is None or args.faceset_b is None:
+            raise DeepfakeError("evaluating a clip needs --faceset-a and --faceset-b (the two people's facesets)")
+        if (args.start is not None and args.start < 0) or (args.count is not None and args.count <= 0):
+            raise DeepfakeError("--start must be >= 0 and --count > 0")
+        report = evaluate_clip(args.source, args.swapped, args.faceset_a, args.faceset_b,
+                               EvaluateSettings(start=args.start, count=args.count, direction=args.direction), events)
+    outputs = write_reports(report, args.json, args.html)
+    if events.jsonl:
+        events.result(outputs, kind=report["kind"],
+                      summary=clean(report["summary"] if report["kind"] == "clip" else
+                                    {k: {f: v[f] for f in ("faces", "ssim", "psnr", "control_ssim", "control_psnr")}
+                                     for k, v in report["identities"].items()}),
+                      counts=report.get("counts"))
+    else:
+        print(format_table(report))
+        if outputs:
+            events.log("wrote " + ", ".join(outputs))
 
 
 def run_extract(args: argparse.Namespace, events: Events) -> None:
@@ -147,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(jsonl=args.events == "jsonl")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        {"extract": run_extract, "train": run_train, "swap": run_swap, "info": run_info}[args.step](args, events)
+        {"extract": run_extract, "train": run_train, "swap": run_swap, "evaluate": run_evaluate,
+         "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))
         return 1

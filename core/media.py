@@ -37,6 +37,10 @@ Frame = tuple[int, np.ndarray]
 # swscale flags: SWS_POINT | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND (plain ints: av 15's
 # Interpolation enum cannot combine them).
 BLENDER_SWS_FLAGS = 0x10 | 0x2000 | 0x40000
+YUV_CONVERSIONS: dict[str, int | None] = {"accurate": BLENDER_SWS_FLAGS, "fast": None}
+"""How a movie's YUV becomes RGB. `accurate` is Blender 4.4+'s movie reader (point sampling, full
+chroma interpolation, accurate rounding); `fast` is swscale's bilinear default, which Blender
+4.2's reader uses. Matching the Blender that shows the result keeps untouched pixels bit-equal."""
 _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG: full-range YUV
 
 DEFAULT_FPS = 25.0
@@ -64,12 +68,15 @@ class SourceInfo:
     count: int
 
 
-def open_source(path: PathLike, start: int = 0, count: int | None = None) -> FrameSource:
+def open_source(path: PathLike, start: int = 0, count: int | None = None, yuv: str = "accurate") -> FrameSource:
     """Open a movie file or an image folder and serve frames start .. start + count - 1.
 
     count=None serves to the end; a count past the end is clamped to what exists; a start at or
-    beyond the end is an error (the user asked for frames that are not there).
+    beyond the end is an error (the user asked for frames that are not there). `yuv` names the
+    movie conversion (YUV_CONVERSIONS).
     """
+    if yuv not in YUV_CONVERSIONS:
+        raise MediaError(f"unknown YUV conversion '{yuv}' (one of {', '.join(YUV_CONVERSIONS)})")
     p = Path(path).expanduser().absolute()
     if start < 0:
         raise MediaError(f"start frame must be >= 0, got {start}: {p}")
@@ -79,7 +86,7 @@ def open_source(path: PathLike, start: int = 0, count: int | None = None) -> Fra
         return ImageSequenceSource(p, start, count)
     if not p.exists():
         raise MediaError(f"no such file: {p}")
-    return MovieSource(p, start, count)
+    return MovieSource(p, start, count, yuv)
 
 
 def _clamp_range(path: Path, frame_count: int, start: int, count: int | None) -> int:
@@ -101,8 +108,9 @@ class MovieSource:
     seeks afresh, so a source can be iterated more than once.
     """
 
-    def __init__(self, path: Path, start: int, count: int | None) -> None:
+    def __init__(self, path: Path, start: int, count: int | None, yuv: str = "accurate") -> None:
         self._path = path
+        self._sws_flags = YUV_CONVERSIONS[yuv]
         try:
             self._container = av.open(str(path))
         except av.error.FFmpegError as err:
@@ -196,14 +204,15 @@ class MovieSource:
         """The frame as RGB uint8 (H, W, 3), converted from YUV exactly as Blender's movie reader
         converts it, so a swapped frame's untouched pixels equal the source strip's in the VSE.
 
-        Blender (imbuf/movie/intern/movie_read.cc) asks swscale for point sampling with full
+        Blender 5.0 (imbuf/movie/intern/movie_read.cc) asks swscale for point sampling with full
         horizontal chroma interpolation and accurate rounding, the stream's own matrix and range;
-        PyAV's default (bilinear, approximate) differs by up to 3 levels on most pixels. With the
-        FFmpeg 7.1 that av 15.1 bundles, the same as Blender 4.5 / 5.0's, the result is bit-equal
-        (tests/test_addon_workflow.py renders both). Sources deeper than 8 bits are reduced to 8.
+        PyAV's default (bilinear, approximate, what Blender 4.2 uses) differs by up to 3 levels on
+        most pixels. With the FFmpeg 7.1 that av 15.1 bundles, the same as Blender 4.5 / 5.0's, the
+        result is bit-equal (tests/test_addon_workflow.py renders both, in 5.0 and 4.2). Sources
+        deeper than 8 bits are reduced to 8.
         """
         full_range = frame.color_range == _JPEG_RANGE
-        return self._reformatter.reformat(frame, format="rgb24", interpolation=BLENDER_SWS_FLAGS,
+        return self._reformatter.reformat(frame, format="rgb24", interpolation=self._sws_flags,
                                           src_color_range=_JPEG_RANGE if full_range else None).to_ndarray()
 
     def _frames_from(self, start: int) -> Iterator[tuple[int, av.VideoFrame]]:

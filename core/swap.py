@@ -58,6 +58,7 @@ class SwapSettings:
     face: Literal["identity", "largest"] = "identity"
     colorspace: str | None = None
     ocio_config: str | None = None
+    yuv: str = "accurate"  # media.YUV_CONVERSIONS: match the Blender that shows the result
     aligner: str = "auto"
     device: str = "auto"
     batch: int = 8
@@ -213,7 +214,7 @@ class Swapper:
         from core.faces.select import make_aligner
 
         s = self.settings
-        with open_source(self.input_path, start=s.start, count=s.count) as probe:
+        with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as probe:
             info = probe.info
         check_output(self.out, self.input_path, s)
         alignments = self._alignments(info)
@@ -238,7 +239,7 @@ class Swapper:
         t0, done, written = time.monotonic(), 0, 0
         batch: list[tuple[int, np.ndarray]] = []
         try:
-            with open_source(self.input_path, start=s.start, count=s.count) as source:
+            with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as source:
                 for index, frame in source:
                     if sink.done(index):
                         done += 1
