@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--count", type=int, default=None, help="number of frames (default: to the swapped folder's last, or the end)")
     ev.add_argument("--direction", choices=["a2b", "b2a"], default=None,
                     help="a2b: the footage shows A and the swap paints B (default: what the swap recorded, else a2b)")
+    ev.add_argument("--yuv", choices=("accurate", "fast"), default=None,
+                    help="decode movies as the swap did (its --yuv; default: what it recorded, else accurate)")
     ev.add_argument("--json", type=Path, default=None, help="write the report as JSON (summary and per-frame arrays)")
     ev.add_argument("--html", type=Path, default=None, help="write a self-contained HTML page (plots go beside it as PNG)")
     ev.add_argument("--events", choices=["jsonl"], default=None)
@@ -163,7 +165,8 @@ def run_evaluate(args: argparse.Namespace, events: Events) -> None:
         if (args.start is not None and args.start < 0) or (args.count is not None and args.count <= 0):
             raise DeepfakeError("--start must be >= 0 and --count > 0")
         report = evaluate_clip(args.source, args.swapped, args.faceset_a, args.faceset_b,
-                               EvaluateSettings(start=args.start, count=args.count, direction=args.direction), events)
+                               EvaluateSettings(start=args.start, count=args.count, direction=args.direction,
+                                                yuv=args.yuv), events)
     outputs = write_reports(report, args.json, args.html)
     if events.jsonl:
         events.result(outputs, kind=report["kind"],

@@ -69,3 +69,18 @@ def small_model(tmp_path_factory, d18_faceset, d19_faceset) -> Path:
                         batch_size=8, device="cpu", seed=3, holdout=0.2, save_every=10**6, preview_every=10**6),
           Events(jsonl=True, out=open(os.devnull, "w")))
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Two 20-frame facesets and 5 iterations, through the core's command line: enough for the
+    add-on's swap mechanics (~30 s on 2 cores), shared by the add-on test modules."""
+    base = tmp_path_factory.mktemp("tiny")
+    for name in ("d18", "d19"):
+        done = run_cli("extract", VIDEO / f"liveportrait_{name}.mp4", "--out", base / name, "--count", 20,
+                       "--aligner", "dlib", "--events", "jsonl")
+        assert done.returncode == 0, done.stderr
+    done = run_cli("train", "--faceset-a", base / "d18", "--faceset-b", base / "d19", "--model", base / "model",
+                   "--iterations", 5, "--batch-size", 2, "--device", "cpu", "--events", "jsonl")
+    assert done.returncode == 0, done.stderr
+    return base / "model"

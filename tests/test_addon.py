@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORE_PYTHON, ROOT, VIDEO, run_cli
+from conftest import CORE_PYTHON, ROOT, VIDEO
 
 bpy = pytest.importorskip("bpy")
 
@@ -311,20 +311,6 @@ def test_cancel_stops_the_core_subprocess(tmp_path):
 
 
 # -- swap with a tiny model ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """Two 20-frame facesets and 5 iterations: enough for the swap's mechanics (~30 s on 2 cores)."""
-    base = tmp_path_factory.mktemp("tiny")
-    for name in ("d18", "d19"):
-        done = run_cli("extract", VIDEO / f"liveportrait_{name}.mp4", "--out", base / name, "--count", 20,
-                       "--aligner", "dlib", "--events", "jsonl")
-        assert done.returncode == 0, done.stderr
-    done = run_cli("train", "--faceset-a", base / "d18", "--faceset-b", base / "d19", "--model", base / "model",
-                   "--iterations", 5, "--batch-size", 2, "--device", "cpu", "--events", "jsonl")
-    assert done.returncode == 0, done.stderr
-    return base / "model"
-
-
 def test_overlay_swap_lands_on_the_first_free_channel_above(scene, addon, tiny_model):
     from blender_deepfake import vse
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import CORE_PYTHON, ROOT, VIDEO, run_cli
-from test_addon import addon, movie_strip, scene, select_only, snapshot, tiny_model  # noqa: F401  (fixtures)
+from test_addon import addon, movie_strip, scene, select_only, snapshot  # noqa: F401  (fixtures)
 
 bpy = pytest.importorskip("bpy")
 
