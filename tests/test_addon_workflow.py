@@ -27,6 +27,8 @@ def render_frame(scene, frame: int, path: Path) -> np.ndarray:
     """The sequencer's render of one frame (view transform Standard, 8-bit PNG) as uint8 RGB."""
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
+    if hasattr(scene.render.image_settings, "media_type"):  # 5.0: a movie render earlier left VIDEO
+        scene.render.image_settings.media_type = "IMAGE"
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
     scene.render.image_settings.color_depth = "8"

@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, VIDEO, events_of, run_cli
 from core.faces.align import LEFT_EYE, MOUTH, RIGHT_EYE, transform_points
 from core.faceset import Faceset
+from core.media import open_source
 
 
 def test_d18_finds_a_face_in_nearly_every_frame(d18_faceset):
@@ -43,12 +44,10 @@ def test_d18_aligned_eyes_and_mouth_stay_put(d18_faceset):
 def test_d18_crops_are_the_warped_source_frames(d18_faceset):
     """The stored matrix maps the source frame onto the stored crop: re-warping frame 100
     reproduces the PNG."""
-    import av
-
     faceset = Faceset.load(d18_faceset)
     face = faceset.frames[100][0]
-    with av.open(str(VIDEO / "liveportrait_d18.mp4")) as container:
-        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 100).to_ndarray(format="rgb24")
+    with open_source(VIDEO / "liveportrait_d18.mp4", start=100, count=1) as source:  # decoded as extract did
+        (_, frame), = list(source)
     crop = cv2.cvtColor(cv2.imread(str(d18_faceset / face.file)), cv2.COLOR_BGR2RGB)
     rewarped = cv2.warpAffine(frame, face.matrix, crop.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     assert np.abs(rewarped.astype(int) - crop).max() <= 1
