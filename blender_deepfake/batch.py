@@ -20,7 +20,7 @@ from typing import Any
 
 import bpy
 
-from . import vse
+from . import evaluation, props, vse
 
 
 class BatchError(RuntimeError):
@@ -104,6 +104,16 @@ def render_movie(scene: Any, path: Path) -> Path:
     return path
 
 
+def print_evaluation(scene: Any, strip: Any) -> None:
+    """The panel's evaluation lines on stdout, and where the report is."""
+    result = props.swap_result(scene, strip)
+    if result is None or not result.summary:
+        return
+    for line in evaluation.summary_lines(result.summary):
+        print(f"evaluation: {line}")
+    print(f"report {result.report}")
+
+
 # -- the two jobs --------------------------------------------------------------------------------------------
 def swap(args: argparse.Namespace) -> None:
     scene = bpy.context.scene
@@ -114,8 +124,11 @@ def swap(args: argparse.Namespace) -> None:
     settings.swap_mode, settings.color = args.mode, args.color
     if args.aligner:
         settings.aligner = args.aligner
+    if args.evaluate is not None:
+        settings.evaluate = args.evaluate
     select_only(scene, [strip])
     run_operator(bpy.ops.deepfake.swap)
+    print_evaluation(scene, strip)
     if args.render:
         match_scene_to_strip(scene, strip)
         print(f"rendered {render_movie(scene, Path(args.render))}")
@@ -156,8 +169,10 @@ def demo(args: argparse.Namespace) -> None:
 
     print("== swap A", flush=True)
     settings.swap_mode = "composite"
+    settings.evaluate = True
     select_only(scene, [clip_a])
     run_operator(bpy.ops.deepfake.swap)
+    print_evaluation(scene, clip_a)
     match_scene_to_strip(scene, clip_a)
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     print(f"saved {blend}")
@@ -177,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--color", choices=("mean-std", "histogram", "seamless", "none"), default="mean-std")
     sw.add_argument("--render", help="render the sequencer over the strip's frames to this .mp4")
     sw.add_argument("--save", help="save the .blend here (default: leave the file as it is on disk)")
+    sw.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=None,
+                    help="measure the swap against its source and write a report (default: the .blend's "
+                         "Evaluate setting, on in a new file)")
     dm = steps.add_parser("demo", help="a new .blend: extract two clips, train, swap, save, render")
     dm.add_argument("clip_a", help="the footage (the face to replace)")
     dm.add_argument("clip_b", help="the new face")

@@ -1,4 +1,4 @@
-"""Operators: Extract, Train, Swap, Cancel (and small faceset-list helpers).
+"""Operators: Extract, Train, Swap, Evaluate, Cancel (and small faceset-list and report helpers).
 
 Each step operator is a thin command builder: `plan()` checks the input and returns the core
 commands to run plus what to do with each result; `_JobOperator` hands them to one `jobs.Job`
@@ -17,7 +17,7 @@ from typing import Any, Callable
 import bpy
 from bpy.props import EnumProperty, IntProperty
 
-from . import jobs, prefs, props, vse
+from . import evaluation, jobs, prefs, props, vse
 
 
 class UserError(ValueError):
@@ -30,6 +30,11 @@ class Command:
     label: str
     after: Callable[[Any, jobs.JobState], str | None] | None = None
     """Applied on success, in Blender's main thread; returns an info message or None."""
+    optional: bool = False
+    step: str = ""
+    """The step the status line names (default: the plan's)."""
+    """A failure or cancel is a warning and keeps what earlier commands did (the evaluation
+    after a swap: the swapped strip is placed and stays)."""
 
 
 @dataclass
@@ -122,7 +127,7 @@ class _JobOperator:
         global _current
         scene = context.scene
         for command in self._queue:
-            _current = jobs.Job(command.argv, self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
+            _current = jobs.Job(command.argv, command.step or self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
             state = _current.wait()
             _set_status(scene, state, running=False)
             if not self._finish_command(context, command, state):
@@ -134,7 +139,7 @@ class _JobOperator:
     def _start_next(self, context: Any) -> None:
         global _current
         command = self._queue[0]
-        _current = jobs.Job(command.argv, self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
+        _current = jobs.Job(command.argv, command.step or self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
         _set_status(context.scene, _current.state, running=True)
 
     def modal(self, context: Any, event: Any) -> set[str]:
@@ -183,14 +188,14 @@ class _JobOperator:
     # -- shared ---------------------------------------------------------------------------------------
     def _finish_command(self, context: Any, command: Command, state: jobs.JobState) -> bool:
         if state.status != "done":
-            level = {"WARNING"} if state.status == "cancelled" else {"ERROR"}
+            level = {"WARNING"} if state.status == "cancelled" or command.optional else {"ERROR"}
             self.report(level, f"{command.label}: {state.error or state.status}")
-            return False
+            return command.optional
         try:
             message = command.after(context, state) if command.after else None
         except (UserError, vse.StripError) as exc:
-            self.report({"ERROR"}, f"{command.label}: {exc}")
-            return False
+            self.report({"WARNING"} if command.optional else {"ERROR"}, f"{command.label}: {exc}")
+            return command.optional
         self.report({"INFO"}, message or f"{command.label}: done")
         return True
 
@@ -312,12 +317,16 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
         snapshot = {"name": strip.name, "start": int(strip.frame_final_start),
                     "duration": int(strip.frame_final_duration), "colorspace": vse.strip_colorspace(strip)}
         argv = jobs.core_command(core.python, "swap", args)
-        after = self._placer(snapshot, out, first, count, mode, fmt, settings.markers)
-        return Plan("swap", [Command(argv, f"Swap '{strip.name}'", after)], core.env(), str(core.work_folder))
+        placed: dict[str, str] = {}  # the placed strip's name (Blender may suffix it), for the evaluation
+        after = self._placer(snapshot, out, path, first, count, mode, fmt, settings.markers, placed)
+        commands = [Command(argv, f"Swap '{strip.name}'", after)]
+        if settings.evaluate:
+            commands.append(evaluate_command(core, path, out, first, count, lambda: placed.get("name", "")))
+        return Plan("swap", commands, core.env(), str(core.work_folder))
 
     @staticmethod
-    def _placer(snap: dict[str, Any], out: Path, first: int, count: int, mode: str, fmt: str,
-                markers: bool) -> Callable[[Any, jobs.JobState], str]:
+    def _placer(snap: dict[str, Any], out: Path, path: Path, first: int, count: int, mode: str, fmt: str,
+                markers: bool, placed: dict[str, str]) -> Callable[[Any, jobs.JobState], str]:
         def after(context: Any, state: jobs.JobState) -> str:
             scene = context.scene
             source = next((s for s in vse.all_strips(scene) if s.name == snap["name"]), None)
@@ -336,6 +345,8 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
                 strip.colorspace_settings.name = snap["colorspace"]
             except TypeError:
                 pass  # a colourspace name unknown to this config: keep Blender's default
+            placed["name"] = strip.name
+            props.record_swap(scene, strip.name, snap["name"], str(path), first, count, str(out))
             flagged = _flags(out, first, count)
             if markers:
                 existing = {(m.frame, m.name) for m in scene.timeline_markers}
@@ -367,6 +378,72 @@ def _flags(out: Path, first: int, count: int) -> list[tuple[int, list[str]]]:
     flags = json.loads(path.read_text()).get("flags", [])
     return sorted((int(f["frame"]), list(f.get("reasons", []))) for f in flags
                   if first <= int(f["frame"]) < first + count)
+
+
+# -- Evaluate -------------------------------------------------------------------------------------------
+def evaluate_command(core: prefs.CoreSettings, source: Path, out: Path, first: int, count: int,
+                     strip_name: Callable[[], str]) -> Command:
+    """`deepfake evaluate` of one swap; on success the figures go to the swapped strip's record.
+    Optional: a swap whose evaluation fails or is cancelled keeps its strip."""
+    reports = evaluation.report_folder(core.work_folder, out)
+    argv = jobs.core_command(core.python, "evaluate", evaluation.evaluate_args(source, out, first, count, reports))
+
+    def after(context: Any, state: jobs.JobState) -> str:
+        result = context.scene.deepfake.swap_results.get(strip_name())
+        if result is None:
+            raise UserError(f"the swapped strip '{strip_name()}' is gone; the report is in {reports}")
+        result.summary = evaluation.compact_summary(reports / evaluation.REPORT_JSON)
+        result.report = str(reports / evaluation.REPORT_HTML)
+        lines = evaluation.summary_lines(result.summary)
+        return f"'{result.name}': " + (lines[0] if lines else "evaluated") + f"; report {result.report}"
+    return Command(argv, "Evaluate", after, optional=True, step="evaluate")
+
+
+def _active_swap(context: Any) -> Any:
+    strip = vse.active_strip(context.scene)
+    result = props.swap_result(context.scene, strip)
+    if result is None:
+        raise UserError("make a strip the Swap step added (or its source) active")
+    return result
+
+
+class DEEPFAKE_OT_evaluate(_JobOperator, bpy.types.Operator):
+    """Measure the active swap against its source: identity, expression, stability, seam; writes a report"""
+    bl_idname = "deepfake.evaluate"
+    bl_label = "Evaluate Swap"
+    bl_options = {"REGISTER"}
+
+    def plan(self, context: Any) -> Plan:
+        result = _active_swap(context)
+        out = Path(result.out)
+        if not (out / "swap.json").is_file():
+            raise UserError(f"the swapped frames are gone (no swap.json in {out}): swap again")
+        core = _core(context)
+        name = result.name
+        command = evaluate_command(core, Path(result.source), out, result.first, result.count, lambda: name)
+        command.optional = False  # evaluating is all this operator does: a failure is its error
+        return Plan("evaluate", [command], core.env(), str(core.work_folder))
+
+
+class DEEPFAKE_OT_open_report(bpy.types.Operator):
+    """Open the active swap's evaluation report (HTML: plots and the worst frames) in the system's browser"""
+    bl_idname = "deepfake.open_report"
+    bl_label = "Open Report"
+
+    def execute(self, context: Any) -> set[str]:
+        try:
+            result = _active_swap(context)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        path = Path(result.report) if result.report else None
+        if path is None or not path.is_file():
+            self.report({"ERROR"}, f"'{result.name}' has no evaluation report yet: press Evaluate")
+            return {"CANCELLED"}
+        if bpy.app.background:  # no desktop to open it on: say where it is
+            self.report({"INFO"}, f"report: {path}")
+            return {"FINISHED"}
+        return bpy.ops.wm.path_open(filepath=str(path))
 
 
 # -- Cancel and faceset lists ---------------------------------------------------------------------------
@@ -425,8 +502,9 @@ def _stop_jobs_on_load(*_args: Any) -> None:
     jobs.kill_all()
 
 
-classes: tuple[type, ...] = (DEEPFAKE_OT_extract, DEEPFAKE_OT_train, DEEPFAKE_OT_swap, DEEPFAKE_OT_cancel,
-                             DEEPFAKE_OT_faceset_add, DEEPFAKE_OT_faceset_remove)
+classes: tuple[type, ...] = (DEEPFAKE_OT_extract, DEEPFAKE_OT_train, DEEPFAKE_OT_swap, DEEPFAKE_OT_evaluate,
+                             DEEPFAKE_OT_open_report, DEEPFAKE_OT_cancel, DEEPFAKE_OT_faceset_add,
+                             DEEPFAKE_OT_faceset_remove)
 
 
 def register_handlers() -> None:

@@ -29,6 +29,19 @@ class DEEPFAKE_PG_strip_link(bpy.types.PropertyGroup):
     count: IntProperty(name="Frames", default=0)
 
 
+class DEEPFAKE_PG_swap_result(bpy.types.PropertyGroup):
+    """A strip the Swap step added (`name` is its name): where it came from, for Evaluate, and the
+    evaluation's summary figures for the panel. Kept on the scene, like the strip links."""
+    source_strip: StringProperty(name="Source Strip", default="")
+    source: StringProperty(name="Source", default="")
+    first: IntProperty(name="First Source Frame", default=0)
+    count: IntProperty(name="Frames", default=0)
+    out: StringProperty(name="Swapped Frames", subtype="DIR_PATH", default="")
+    report: StringProperty(name="Report", subtype="FILE_PATH", default="")
+    summary: StringProperty(name="Summary", default="",
+                            description="The evaluation's figures as JSON (core.evaluate's summary, target, counts)")
+
+
 class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
     facesets_a: CollectionProperty(type=DEEPFAKE_PG_path, name="Faceset A",
                                    description="Faces of the person in the footage (one or more facesets)")
@@ -60,7 +73,11 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
         ("none", "None", "No colour matching")])
     markers: BoolProperty(name="Flag Markers", default=True,
                           description="Add a timeline marker where the core flags frames (one per run of frames flagged for the same reasons)")
+    evaluate: BoolProperty(name="Evaluate", default=True,
+                           description="After the swap, measure identity, expression, stability and seam against the "
+                                       "source and write a report (on a CPU about as long again as the swap)")
     strip_links: CollectionProperty(type=DEEPFAKE_PG_strip_link)
+    swap_results: CollectionProperty(type=DEEPFAKE_PG_swap_result)
 
     # state of the running or last job, drawn by the panel
     job_running: BoolProperty(default=False, options={"SKIP_SAVE"})
@@ -78,7 +95,27 @@ def strip_link(scene: Any, strip_name: str) -> Any:
     return scene.deepfake.strip_links.get(strip_name)
 
 
-classes: tuple[type, ...] = (DEEPFAKE_PG_path, DEEPFAKE_PG_strip_link, DEEPFAKE_PG_scene)
+def record_swap(scene: Any, strip_name: str, source_strip: str, source: str, first: int, count: int, out: str) -> None:
+    results = scene.deepfake.swap_results
+    result = results.get(strip_name) or results.add()
+    result.name, result.source_strip, result.source = strip_name, source_strip, source
+    result.first, result.count, result.out, result.report, result.summary = first, count, out, "", ""
+
+
+def swap_result(scene: Any, strip: Any) -> Any:
+    """The swap shown for a strip: its own record when it is a swapped strip, else the latest
+    swap of it when it is a source (right after Swap the source is still the active strip)."""
+    if strip is None:
+        return None
+    results = scene.deepfake.swap_results
+    own = results.get(strip.name)
+    if own is not None:
+        return own
+    of_source = [r for r in results if r.source_strip == strip.name]
+    return of_source[-1] if of_source else None
+
+
+classes: tuple[type, ...] = (DEEPFAKE_PG_path, DEEPFAKE_PG_strip_link, DEEPFAKE_PG_swap_result, DEEPFAKE_PG_scene)
 
 
 def register_props() -> None:

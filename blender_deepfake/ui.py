@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from . import ops, props, vse
+from . import evaluation, ops, props, vse
 
 
 class DEEPFAKE_PT_panel(bpy.types.Panel):
@@ -67,7 +67,25 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
         box.prop(settings, "color")
         box.prop(settings, "swap_format")
         box.prop(settings, "markers")
+        box.prop(settings, "evaluate")
         box.operator("deepfake.swap", icon="SEQ_SEQUENCER")
+        self._draw_evaluation(box, props.swap_result(scene, strip))
+
+    @staticmethod
+    def _draw_evaluation(box: Any, result: Any) -> None:
+        """The active swap's figures beside their controls, and the way to the full report."""
+        if result is None:
+            return
+        col = box.column(align=True)
+        col.label(text=f"Evaluation: {result.name}", icon="GRAPH")
+        lines = evaluation.summary_lines(result.summary)
+        for line in lines or ["Not evaluated yet"]:
+            col.label(text=line, icon="BLANK1")
+        row = box.row(align=True)
+        row.operator("deepfake.evaluate", text="Evaluate" if not lines else "Re-evaluate", icon="FILE_REFRESH")
+        sub = row.row(align=True)
+        sub.enabled = bool(result.report)
+        sub.operator("deepfake.open_report", icon="URL")
 
     @staticmethod
     def _draw_job(layout: Any, settings: Any) -> None:

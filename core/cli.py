@@ -82,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--swapped", type=Path, default=None,
                     help="the swap's output: a folder of frame_NNNNNN images (paired by frame number) or a movie")
     ev.add_argument("--model", type=Path, default=None, help="instead of a clip: rebuild quality on the model's held-out faces")
-    ev.add_argument("--faceset-a", type=Path, default=None, help="faceset of A (the face in the footage)")
-    ev.add_argument("--faceset-b", type=Path, default=None, help="faceset of B (the new face)")
+    ev.add_argument("--faceset-a", type=Path, default=None,
+                    help="faceset of A (the face in the footage; default: the first the swap's model was trained on)")
+    ev.add_argument("--faceset-b", type=Path, default=None,
+                    help="faceset of B (the new face; default: the first the swap's model was trained on)")
     ev.add_argument("--start", type=int, default=None, help="first source frame (default: the swapped folder's first, or 0)")
     ev.add_argument("--count", type=int, default=None, help="number of frames (default: to the swapped folder's last, or the end)")
     ev.add_argument("--direction", choices=["a2b", "b2a"], default=None,
@@ -149,7 +151,7 @@ def run_swap(args: argparse.Namespace, events: Events) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, events: Events) -> None:
-    from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model
+    from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model, trained_facesets
     from core.report import clean, format_table, write_reports
 
     if args.model is not None:
@@ -161,7 +163,8 @@ def run_evaluate(args: argparse.Namespace, events: Events) -> None:
         if args.source is None or args.swapped is None:
             raise DeepfakeError("evaluate needs --source and --swapped (a swapped clip) or --model (a model)")
         if args.faceset_a is None or args.faceset_b is None:
-            raise DeepfakeError("evaluating a clip needs --faceset-a and --faceset-b (the two people's facesets)")
+            trained_a, trained_b = trained_facesets(args.swapped)
+            args.faceset_a, args.faceset_b = args.faceset_a or trained_a, args.faceset_b or trained_b
         if (args.start is not None and args.start < 0) or (args.count is not None and args.count <= 0):
             raise DeepfakeError("--start must be >= 0 and --count > 0")
         report = evaluate_clip(args.source, args.swapped, args.faceset_a, args.faceset_b,

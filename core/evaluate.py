@@ -196,6 +196,22 @@ def swap_record(swapped: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
+def trained_facesets(swapped: Path) -> tuple[Path, Path]:
+    """Faceset A and B of the model the swap used (its swap.json names the model, whose
+    state.json lists what it was trained on; the first of each): the identities the swap was
+    meant to move between, so an editor need not name them again."""
+    model = swap_record(swapped).get("model")
+    if not model:
+        raise DeepfakeError(f"{swapped} has no swap record naming its model: give --faceset-a and --faceset-b")
+    try:
+        state = json.loads((Path(model) / "state.json").read_text())
+        a, b = Path(state["facesets_a"][0]), Path(state["facesets_b"][0])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise DeepfakeError(f"the swap's model {model} does not say which facesets it was trained on: "
+                            "give --faceset-a and --faceset-b") from None
+    return a, b
+
+
 @dataclass
 class Pairing:
     """Which source frames are evaluated and where their swapped frames come from."""

@@ -139,7 +139,7 @@ class Swapper:
         return {"model": str(self.model_dir.resolve()), "direction": self.settings.direction,
                 "mode": self.settings.mode, "format": self.settings.format, "bit_depth": self.settings.bit_depth,
                 "color": self.settings.color, "smooth": self.settings.smooth, "erode": self.settings.erode,
-                "blur": self.settings.blur, "face": self.settings.face}
+                "blur": self.settings.blur, "face": self.settings.face, "yuv": self.settings.yuv}
 
     # -- per frame --------------------------------------------------------------------------------
     def flag(self, index: int, reason: str, **extra: Any) -> None:
@@ -225,7 +225,9 @@ class Swapper:
         record_path = (self.out / SWAP_RECORD) if s.format != "mp4" else self.out.with_suffix(".swap.json")
         flags_path = (self.out / "flags.json") if s.format != "mp4" else self.out.with_suffix(".flags.json")
         record = self._record()
-        if record_path.is_file() and json.loads(record_path.read_text()) != record and not s.force:
+        earlier = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        # Keys an older version did not record (yuv) do not stop it resuming its own output.
+        if any(earlier[k] != v for k, v in record.items() if k in earlier) and not s.force:
             raise DeepfakeError(f"{self.out} holds a swap made with other settings or another model; "
                                 "choose another output or pass --force")
         write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())

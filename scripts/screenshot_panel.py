@@ -14,7 +14,9 @@ a full-window screenshot. About 20 s on 2 CPU cores.
 Environment: PANEL_PNG (output, default docs/panel.png), PANEL_MEDIA (the movie to put in the VSE,
 default ../shared/faces/video/liveportrait_d18.mp4, used in place, never copied), PANEL_GROW
 (pixels to drag the timeline's top edge up, default 250; 0 keeps the template's split),
-PANEL_CROP (for --crop: x,y,w,h to keep).
+PANEL_CROP (for --crop: x,y,w,h to keep), PANEL_REPORT (a `deepfake evaluate --json` report: then
+the panel shows the last job as a finished swap and that report's figures under Swap, instead of a
+running training job).
 
 Why Blender 3.4 (Debian bookworm's `blender`) although the add-on needs 4.2+: the bpy wheel in .venv
 is Blender built as a Python module, which always runs in background mode: it has a window
@@ -82,7 +84,7 @@ from bpy.props import FloatProperty
 
 sys.path.insert(0, str(ROOT))
 import blender_deepfake
-from blender_deepfake import jobs, ops, props, ui
+from blender_deepfake import evaluation, jobs, ops, props, ui
 
 _drawn = [0.0]  # when DEEPFAKE_PT_panel.draw last ran: only when its tab is the active one
 
@@ -160,10 +162,20 @@ def step_scene():
     s.iterations = 10000
     s.preset = "small"
     s.color = "mean-std"
-    state = jobs.JobState(step="train", status="running", done=4000, total=10000, eta_s=754.0,
-                          rate=5.3, loss_a=0.0213, loss_b=0.0241)
-    ops._current = SimpleNamespace(state=state)  # stand-in for a jobs.Job: no subprocess
-    s.job_running, s.job_progress, s.job_status = True, state.fraction, state.text()
+    report = os.environ.get("PANEL_REPORT")
+    if report:  # a finished swap with its evaluation (a real report's figures)
+        state = jobs.JobState(step="evaluate", status="done", done=12, total=12)
+        props.record_swap(scene, f"{strip.name} composite", strip.name, str(MEDIA), 0,
+                          strip.frame_final_duration, "//deepfake/swaps/liveportrait_d18_composite_png/")
+        result = s.swap_results[-1]
+        result.summary = evaluation.compact_summary(Path(report))
+        result.report = str(Path(report).with_suffix(".html"))
+        s.job_running, s.job_progress, s.job_status = False, 1.0, state.text()
+    else:
+        state = jobs.JobState(step="train", status="running", done=4000, total=10000, eta_s=754.0,
+                              rate=5.3, loss_a=0.0213, loss_b=0.0241)
+        ops._current = SimpleNamespace(state=state)  # stand-in for a jobs.Job: no subprocess
+        s.job_running, s.job_progress, s.job_status = True, state.fraction, state.text()
     if hasattr(scene, "deepfake_progress_shim"):
         scene.deepfake_progress_shim = state.fraction * 100.0
 

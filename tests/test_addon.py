@@ -104,6 +104,8 @@ def scene(addon, tmp_path):
     scene.sequence_editor_clear()
     scene.timeline_markers.clear()
     scene.deepfake.strip_links.clear()
+    scene.deepfake.swap_results.clear()
+    scene.deepfake.evaluate = False  # on by default; test_addon_workflow evaluates
     scene.deepfake.facesets_a.clear()
     scene.deepfake.facesets_b.clear()
     scene.deepfake.job_status = ""
@@ -177,13 +179,15 @@ def test_version_shims(scene, addon):
 class _Layout:
     """Records what a draw() asks for: every icon, and every property it shows must exist."""
 
-    def __init__(self, icons: list[str]):
-        self.icons = icons
+    def __init__(self, icons: list[str], texts: list[str] | None = None):
+        self.icons, self.texts = icons, texts if texts is not None else []
 
-    def _item(self, *args, icon: str = "NONE", **kwargs):
+    def _item(self, *args, icon: str = "NONE", text: str = "", **kwargs):
         if icon != "NONE":
             self.icons.append(icon)
-        return _Layout(self.icons)
+        if text:
+            self.texts.append(text)
+        return _Layout(self.icons, self.texts)
 
     label = operator = progress = _item
     box = column = row = _item
@@ -356,7 +360,7 @@ def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
         {"frame": 40, "reasons": ["no_face"]}]}))
     strip = movie_strip(scene, D18, 10, 5, frame_start=21)
     snap = {"name": strip.name, "start": 31, "duration": 5, "colorspace": "sRGB"}
-    after = ops.DEEPFAKE_OT_swap._placer(snap, out, 10, 5, "composite", "png", True)
+    after = ops.DEEPFAKE_OT_swap._placer(snap, out, D18, 10, 5, "composite", "png", True, {})
     after(bpy.context, jobs.JobState(step="swap"))
     assert sorted((m.frame, m.name) for m in scene.timeline_markers) == [(33, "no_face"), (35, "low_score, jump")]
     result = vse.top_strips(scene)[f"{strip.name} composite"]

@@ -151,7 +151,73 @@ def test_cancel_in_the_middle_of_a_swap_leaves_the_scene_as_it_was(scene, addon,
     assert snapshot(scene, Path(addon.work_folder) / "nothing") == before
 
 
+def test_swap_then_evaluate_shows_the_figures_and_the_report(scene, addon, tiny_model):
+    """Swap with Evaluate on: the panel shows the figures beside their controls, the report exists
+    and opens (in background mode: its path is reported), and Re-evaluate on the swapped strip
+    gives the same figures. tiny_model saw d18 frames 0..19 only; these are 30..35."""
+    from blender_deepfake import evaluation, props, ui, vse
+
+    from test_addon import _Drawing, _Layout
+
+    strip = movie_strip(scene, D18, 30, 6, channel=1, frame_start=1)
+    select_only(scene, strip)
+    scene.deepfake.model_folder, scene.deepfake.evaluate = str(tiny_model), True
+    assert bpy.ops.deepfake.swap() == {"FINISHED"}
+    result = props.swap_result(scene, strip)  # right after Swap the source is still active
+    swapped = next(s for s in vse.all_strips(scene) if s.name == result.name)
+    assert swapped.channel == 2 and (result.first, result.count) == (30, 6)
+    report = json.loads((Path(result.report).parent / evaluation.REPORT_JSON).read_text())
+    assert report["range"] == {"start": 30, "count": 6} and report["counts"]["frames"] == 6
+    assert Path(report["faceset_b"]).name == "d19"  # from the model's own training record
+    figures = json.loads(result.summary)["summary"]
+    assert figures["identity_retrieval"]["source"] == 0.0  # the footage is A: never nearer B
+    assert figures["untouched_changed"]["swap"] == 0.0 and figures["landmark_error"]["source"] == 0.0
+    assert figures["seam"]["source"] == pytest.approx(1.0)
+    assert "<img" in Path(result.report).read_text()
+
+    texts: list[str] = []
+    ui.DEEPFAKE_PT_panel.draw(_Drawing(ui.DEEPFAKE_PT_panel, _Layout([], texts)), bpy.context)
+    lines = evaluation.summary_lines(result.summary)
+    assert lines[0].startswith("Identity B: ") and lines[1].startswith("  source 0%, control ")
+    assert all(line in texts for line in lines) and "Re-evaluate" in texts
+    assert bpy.ops.deepfake.open_report() == {"FINISHED"}
+
+    before = result.summary
+    select_only(scene, swapped)
+    result.summary = ""
+    assert bpy.ops.deepfake.evaluate() == {"FINISHED"}
+    assert json.loads(result.summary) == json.loads(before)  # the same frames measure the same
+
+
+def test_a_failed_evaluation_keeps_the_swap_and_says_why(scene, addon, tiny_model, tmp_path):
+    """Evaluation is optional: a model whose training facesets are gone still swaps; the strip
+    stays, the panel says "Not evaluated yet", Evaluate then reports the reason as an error."""
+    import shutil
+
+    from blender_deepfake import props, vse
+
+    moved = tmp_path / "model"
+    shutil.copytree(tiny_model, moved)
+    state = json.loads((moved / "state.json").read_text())
+    state["facesets_a"], state["facesets_b"] = [str(tmp_path / "gone_a")], [str(tmp_path / "gone_b")]
+    (moved / "state.json").write_text(json.dumps(state))
+    strip = movie_strip(scene, D18, 30, 3, channel=1, frame_start=1)
+    select_only(scene, strip)
+    scene.deepfake.model_folder, scene.deepfake.evaluate = str(moved), True
+    assert bpy.ops.deepfake.swap() == {"FINISHED"}
+    result = props.swap_result(scene, strip)
+    assert result is not None and result.summary == "" and result.report == ""
+    assert len(list(vse.all_strips(scene))) == 2
+    with pytest.raises(RuntimeError, match="gone_a"):
+        bpy.ops.deepfake.evaluate()
+    select_only(scene, None)
+    with pytest.raises(RuntimeError, match="make a strip the Swap step added"):
+        bpy.ops.deepfake.evaluate()
+
+
 def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon, tiny_model, tmp_path):
+    """Last in this module: it opens another file and resets to factory settings, which frees the
+    module's enabled add-on (its preferences object) that the tests above share."""
     first, count = 173, 6
     strip = movie_strip(scene, D18, first, count, channel=1, frame_start=1 - first)  # visible from frame 1
     strip.name = "shot 1"
