@@ -107,7 +107,7 @@ from core.events import Events
 from core.faces.align import alignment_matrix, transform_points
 from core.faces.base import Face
 from core.faceset import Faceset, read_crop
-from core.media import SourceInfo, open_source
+from core.media import SourceInfo, open_source, read_image
 from core.temporal import box_iou, face_size
 
 FORMAT = "blender-deepfake-evaluation"
@@ -174,16 +174,7 @@ def _numbered_frames(folder: Path) -> dict[int, Path] | None:
 
 def _read_image(path: Path, frame: int) -> np.ndarray:
     """RGB or RGBA, keeping the file's depth (the swap writes straight-alpha RGBA overlays)."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except (OSError, cv2.error) as exc:
-        raise MediaError(f"cannot read {path} (frame {frame}): {exc}") from None
-    if image is None:
-        raise MediaError(f"cannot read {path} (frame {frame}): corrupt or not an image")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return read_image(path, frame, keep_alpha=True)
 
 
 def swap_record(swapped: Path) -> dict[str, Any]:

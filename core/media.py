@@ -326,6 +326,33 @@ def _png_chunks_fit(data: bytes) -> bool:
     return False
 
 
+def read_image(file: Path, index: int, keep_alpha: bool = False) -> np.ndarray:
+    """Read one image as RGB (RGBA with keep_alpha: a swap's overlay layers), keeping its bit
+    depth; `index` is the frame number errors name.
+
+    np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows.
+    """
+    try:
+        data = np.fromfile(str(file), dtype=np.uint8)
+        if file.suffix.lower() == ".png" and not _png_chunks_fit(data.tobytes()):
+            image = None
+        else:
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except (OSError, cv2.error) as err:
+        raise MediaError(f"cannot read image {file} (frame {index}): {err}") from None
+    if image is None:
+        raise MediaError(f"cannot read image {file} (frame {index}): corrupt or not an image")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if keep_alpha else cv2.COLOR_BGRA2RGB)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.dtype == np.float16 or image.dtype == np.float64:
+        image = image.astype(np.float32)
+    return image
+
+
 class ImageSequenceSource:
     """Frames of a folder of PNG, JPEG or EXR files, one image per frame in natural order.
 
@@ -381,30 +408,7 @@ class ImageSequenceSource:
             yield index, image
 
     def _read(self, index: int) -> np.ndarray:
-        """Read one image as RGB, keeping its bit depth.
-
-        np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows.
-        """
-        file = self._files[index]
-        try:
-            data = np.fromfile(str(file), dtype=np.uint8)
-            if file.suffix.lower() == ".png" and not _png_chunks_fit(data.tobytes()):
-                image = None
-            else:
-                image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-        except (OSError, cv2.error) as err:
-            raise MediaError(f"cannot read image {file} (frame {index}): {err}") from None
-        if image is None:
-            raise MediaError(f"cannot read image {file} (frame {index}): corrupt or not an image")
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)  # alpha is dropped: frames are RGB
-        else:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        if image.dtype == np.float16 or image.dtype == np.float64:
-            image = image.astype(np.float32)
-        return image
+        return read_image(self._files[index], index)
 
     def close(self) -> None:
         """Nothing stays open between reads; here for symmetry with MovieSource."""
