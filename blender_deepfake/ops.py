@@ -31,10 +31,10 @@ class Command:
     after: Callable[[Any, jobs.JobState], str | None] | None = None
     """Applied on success, in Blender's main thread; returns an info message or None."""
     optional: bool = False
-    step: str = ""
-    """The step the status line names (default: the plan's)."""
     """A failure or cancel is a warning and keeps what earlier commands did (the evaluation
     after a swap: the swapped strip is placed and stays)."""
+    step: str = ""
+    """The step the status line names (default: the plan's)."""
 
 
 @dataclass
@@ -411,7 +411,7 @@ class DEEPFAKE_OT_evaluate(_JobOperator, bpy.types.Operator):
     """Measure the active swap against its source: identity, expression, stability, seam; writes a report"""
     bl_idname = "deepfake.evaluate"
     bl_label = "Evaluate Swap"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}  # it writes the figures onto the scene
 
     def plan(self, context: Any) -> Plan:
         result = _active_swap(context)
