@@ -2,12 +2,48 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
 from core.errors import DeepfakeError
 from core.events import Events
+from core.outputs import disk_full, is_disk_full
+
+
+class UsageError(DeepfakeError):
+    """A command line argparse refused."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one `error:` line (and one JSON error
+    event under --events jsonl) like every other user error, instead of usage plus a message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def number(kind: type, lo: float, hi: float) -> Callable[[str], float]:
+    """An argparse type: an int or a finite float in [lo, hi]. Every numeric option has one,
+    checked before any work starts, so no value can ask for unbounded memory or time."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+FRAME = number(int, 0, 10**8)       # a source frame number
+COUNT = number(int, 1, 10**8)       # a number of frames
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -16,19 +52,19 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepfake", description="Face swap for video: extract, train, swap, evaluate.")
+    parser = Parser(prog="deepfake", description="Face swap for video: extract, train, swap, evaluate.")
     steps = parser.add_subparsers(dest="step", required=True)
 
     ex = steps.add_parser("extract", help="find, landmark and align the faces of a video or image sequence")
     ex.add_argument("input", type=Path, help="a movie file or a folder of PNG / JPEG / EXR frames")
     ex.add_argument("--out", type=Path, required=True, help="the faceset folder to write (resumed if it exists)")
-    ex.add_argument("--start", type=int, default=0, help="first source frame (0-based)")
-    ex.add_argument("--count", type=int, default=None, help="number of frames (default: to the end)")
+    ex.add_argument("--start", type=FRAME, default=0, help="first source frame (0-based)")
+    ex.add_argument("--count", type=COUNT, default=None, help="number of frames (default: to the end)")
     ex.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
     ex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ex.add_argument("--detector", choices=["hog", "cnn"], default="hog",
                     help="dlib backend's face detector: hog (fast, frontal) or cnn (finds turned and partly hidden faces; slow on a CPU)")
-    ex.add_argument("--size", type=int, default=256, help="aligned crop size in pixels")
+    ex.add_argument("--size", type=number(int, 32, 1024), default=256, help="aligned crop size in pixels (32..1024)")
     ex.add_argument("--face", choices=["largest", "all"], default="largest",
                     help="largest: one face per frame (for training); all: every face, with its index")
     ex.add_argument("--force", action="store_true", help="replace a faceset of another source in --out")
@@ -40,21 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", type=Path, required=True, help="model folder: created, or resumed if it exists")
     tr.add_argument("--preset", choices=["small", "standard", "large"], default="small",
                     help="small: 64 px (CPU, quick looks); standard: 128 px; large: 256 px")
-    tr.add_argument("--iterations", type=int, default=1000, help="train until this iteration (a resumed model continues)")
-    tr.add_argument("--batch-size", type=int, default=None, help="faces per identity per step (default: 16 on CPU, the most that fits on CUDA)")
+    tr.add_argument("--iterations", type=number(int, 1, 10**9), default=1000, help="train until this iteration (a resumed model continues)")
+    tr.add_argument("--batch-size", type=number(int, 1, 512), default=None,
+                    help="faces per identity per step, 1..512 (default: 16 on CPU, the most that fits on CUDA)")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--holdout", type=float, default=0.0, help="share of each faceset's last frames kept out of training")
-    tr.add_argument("--save-every", type=int, default=250)
-    tr.add_argument("--preview-every", type=int, default=250)
+    tr.add_argument("--seed", type=number(int, 0, 2**31 - 1), default=None,
+                    help="random seed of a new model (default 0); a resumed model continues its own random streams")
+    tr.add_argument("--holdout", type=number(float, 0.0, 0.9), default=None,
+                    help="share of each faceset's last frames kept out of training, 0..0.9 (default 0; a resumed model keeps its own)")
+    tr.add_argument("--save-every", type=number(int, 1, 10**9), default=250)
+    tr.add_argument("--preview-every", type=number(int, 1, 10**9), default=250)
     tr.add_argument("--events", choices=["jsonl"], default=None)
 
     sw = steps.add_parser("swap", help="replace the trained person's face in a movie or image sequence")
     sw.add_argument("input", type=Path, help="a movie file or a folder of PNG / JPEG / EXR frames")
     sw.add_argument("--model", type=Path, required=True)
     sw.add_argument("--out", type=Path, required=True, help="a folder (png, exr) or a .mp4 file")
-    sw.add_argument("--start", type=int, default=0)
-    sw.add_argument("--count", type=int, default=None)
+    sw.add_argument("--start", type=FRAME, default=0)
+    sw.add_argument("--count", type=COUNT, default=None)
     sw.add_argument("--alignments", type=Path, default=None, help="alignments.json of an extraction of the same source")
     sw.add_argument("--direction", choices=["a2b", "b2a"], default="a2b", help="a2b: the footage shows A, paint B")
     sw.add_argument("--mode", choices=["composite", "overlay"], default="composite",
@@ -62,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--format", choices=["png", "exr", "mp4"], default="png")
     sw.add_argument("--bit-depth", type=int, choices=[8, 16], default=8, help="PNG bit depth")
     sw.add_argument("--color", choices=["none", "mean-std", "histogram", "seamless"], default="mean-std")
-    sw.add_argument("--smooth", type=float, default=1.0, help="temporal smoothing strength (0: off)")
-    sw.add_argument("--erode", type=float, default=0.03, help="mask erosion, as a share of the face width")
-    sw.add_argument("--blur", type=float, default=0.08, help="mask feather, as a share of the face width")
+    sw.add_argument("--smooth", type=number(float, 0.0, 10.0), default=1.0, help="temporal smoothing strength, 0..10 (0: off)")
+    sw.add_argument("--erode", type=number(float, 0.0, 0.5), default=0.03, help="mask erosion, as a share of the face width (0..0.5)")
+    sw.add_argument("--blur", type=number(float, 0.0, 1.0), default=0.08, help="mask feather, as a share of the face width (0..1)")
     sw.add_argument("--face", choices=["identity", "largest"], default="identity",
                     help="identity: the face closest to the trained person; largest: the biggest face")
     sw.add_argument("--yuv", choices=("accurate", "fast"), default="accurate",
@@ -74,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--ocio-config", default=None, help="OCIO config (default: a built-in one; the add-on passes Blender's)")
     sw.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
     sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    sw.add_argument("--force", action="store_true", help="replace an output made with other settings")
+    sw.add_argument("--existing", choices=("refuse", "replace", "new"), default="refuse",
+                    help="when --out holds another swap (other source, model, iteration or settings): refuse (default), "
+                         "replace it, or keep it and write to the first free OUT_2, OUT_3...; the same swap always resumes")
+    sw.add_argument("--force", action="store_true", help="the same as --existing replace")
     sw.add_argument("--events", choices=["jsonl"], default=None)
 
     ev = steps.add_parser("evaluate", help="measure a swap against its source (or a model on its held-out faces)")
@@ -86,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="faceset of A (the face in the footage; default: the first the swap's model was trained on)")
     ev.add_argument("--faceset-b", type=Path, default=None,
                     help="faceset of B (the new face; default: the first the swap's model was trained on)")
-    ev.add_argument("--start", type=int, default=None, help="first source frame (default: the swapped folder's first, or 0)")
-    ev.add_argument("--count", type=int, default=None, help="number of frames (default: to the swapped folder's last, or the end)")
+    ev.add_argument("--start", type=FRAME, default=None, help="first source frame (default: the swapped folder's first, or 0)")
+    ev.add_argument("--count", type=COUNT, default=None, help="number of frames (default: to the swapped folder's last, or the end)")
     ev.add_argument("--direction", choices=["a2b", "b2a"], default=None,
                     help="a2b: the footage shows A and the swap paints B (default: what the swap recorded, else a2b)")
     ev.add_argument("--yuv", choices=("accurate", "fast"), default=None,
@@ -124,8 +166,6 @@ def run_info(args: argparse.Namespace, events: Events) -> None:
 def run_train(args: argparse.Namespace, events: Events) -> None:
     from core.train import TrainSettings, train
 
-    if args.iterations <= 0 or (args.batch_size is not None and args.batch_size <= 0) or not 0 <= args.holdout < 1:
-        raise DeepfakeError("--iterations and --batch-size must be positive and --holdout in [0, 1)")
     settings = TrainSettings(facesets_a=args.faceset_a, facesets_b=args.faceset_b, model_dir=args.model,
                              preset=args.preset, iterations=args.iterations, batch_size=args.batch_size,
                              device=args.device, seed=args.seed, holdout=args.holdout,
@@ -139,10 +179,8 @@ def run_train(args: argparse.Namespace, events: Events) -> None:
 def run_swap(args: argparse.Namespace, events: Events) -> None:
     from core.swap import SwapSettings, swap
 
-    if args.start < 0 or (args.count is not None and args.count <= 0) or args.smooth < 0:
-        raise DeepfakeError("--start must be >= 0, --count > 0 and --smooth >= 0")
     keys = ("start", "count", "alignments", "direction", "mode", "format", "bit_depth", "color", "smooth", "erode",
-            "blur", "face", "colorspace", "ocio_config", "yuv", "aligner", "device", "force")
+            "blur", "face", "colorspace", "ocio_config", "yuv", "aligner", "device", "force", "existing")
     summary = swap(args.input, args.model, args.out, SwapSettings(**{k: getattr(args, k) for k in keys}), events)
     if not events.jsonl:
         flags = ", ".join(f"{n} {r}" for r, n in summary["flags"].items()) or "none"
@@ -165,8 +203,6 @@ def run_evaluate(args: argparse.Namespace, events: Events) -> None:
         if args.faceset_a is None or args.faceset_b is None:
             trained_a, trained_b = trained_facesets(args.swapped)
             args.faceset_a, args.faceset_b = args.faceset_a or trained_a, args.faceset_b or trained_b
-        if (args.start is not None and args.start < 0) or (args.count is not None and args.count <= 0):
-            raise DeepfakeError("--start must be >= 0 and --count > 0")
         report = evaluate_clip(args.source, args.swapped, args.faceset_a, args.faceset_b,
                                EvaluateSettings(start=args.start, count=args.count, direction=args.direction,
                                                 yuv=args.yuv), events)
@@ -186,8 +222,6 @@ def run_evaluate(args: argparse.Namespace, events: Events) -> None:
 def run_extract(args: argparse.Namespace, events: Events) -> None:
     from core.extract import ExtractSettings, extract
 
-    if args.start < 0 or (args.count is not None and args.count <= 0) or args.size < 32:
-        raise DeepfakeError("--start must be >= 0, --count > 0 and --size >= 32")
     settings = ExtractSettings(size=args.size, aligner=args.aligner, device=args.device, detector=args.detector, face=args.face,
                                start=args.start, count=args.count, force=args.force)
     summary = extract(args.input, args.out, settings, events)
@@ -198,7 +232,13 @@ def run_extract(args: argparse.Namespace, events: Events) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        jsonl = any(a == "--events=jsonl" or (a == "--events" and b == "jsonl") for a, b in zip(argv, argv[1:] + [""]))
+        Events(jsonl=jsonl).error(str(exc))
+        return 2
     events = Events(jsonl=args.events == "jsonl")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -206,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
          "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))
+        return 1
+    except OSError as exc:
+        # The environment's fault, not ours: a full disk, a read-only or vanished folder, a
+        # permission. One line saying which file and why; the steps keep what they wrote whole.
+        if is_disk_full(exc):
+            events.error(str(disk_full(exc, exc.filename or "the output", "what was written before is kept")))
+        else:
+            where = f"{exc.filename}: " if exc.filename else ""
+            events.error(f"{where}{exc.strerror or exc}")
         return 1
     except KeyboardInterrupt:
         events.error("interrupted; the work done so far is saved and a rerun resumes it")

@@ -14,7 +14,6 @@ so a lying or hostile folder costs an error message, not memory or a crash.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,13 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 MODEL_PREFIX = "model."
 IDENTITIES = ("a", "b")
-# Keys of the safetensors metadata that are ours; the caller's keys go beside them.
-_RESERVED_METADATA = ("format", "format_version")
+# Keys of the safetensors metadata that are ours; the caller's keys go beside them. "config" is
+# config.json's content: a folder whose config.json went missing can be restored from it.
+_RESERVED_METADATA = ("format", "format_version", "config")
 # Bounds that keep a stranger's config.json from asking for terabytes before any check runs.
 _MAX_RESOLUTION = 1024
 _MAX_CHANNELS = 4096
 _MAX_LATENT = 16384
-# A temp file this old beside the weights is left over from a killed save, never a live one.
-_STALE_TEMP_S = 3600.0
 
 
 class ModelError(DeepfakeError):
@@ -296,13 +294,16 @@ def param_count(model: nn.Module) -> int:
 def save_model(folder: str | Path, model: nn.Module, config: ModelConfig,
                extra_tensors: dict[str, Tensor] | None = None,
                metadata: dict[str, str] | None = None) -> None:
-    """Write config.json and model.safetensors, each atomically.
+    """Write model.safetensors, then config.json, each atomically.
 
     Weights, optimizer state, RNG states and the caller's metadata share one file so that a
-    checkpoint is one rename: a kill at any moment leaves the previous checkpoint whole.
-    config.json is rewritten only when it changes, which it never does between checkpoints of one
-    run; should a kill fall between the two renames of a changed architecture, load_model's shape
-    check names the disagreement instead of loading garbage.
+    checkpoint is one rename: a kill at any moment leaves the previous checkpoint whole. The
+    weights go first and carry config.json's content in their metadata: a folder with a
+    config.json always has weights (a kill during the first checkpoint leaves no half model
+    that blocks a rerun), and a config.json lost later can be restored from the weights
+    (`config_from_weights`). config.json is rewritten only when it changes; should a kill fall
+    between the two renames of a changed architecture, load_model's shape check names the
+    disagreement instead of loading garbage.
     """
     model = unwrap(model)
     if model.config != config:
@@ -323,16 +324,14 @@ def save_model(folder: str | Path, model: nn.Module, config: ModelConfig,
         tensors[name] = _storable(tensor)
     for name, tensor in model.state_dict().items():
         tensors[MODEL_PREFIX + name] = _storable(tensor)
-    metadata.update(format=FORMAT, format_version=str(config.format_version))
-
     config_json = {"format": FORMAT, "format_version": config.format_version, **config.to_json(),
                    "param_count": param_count(model)}
     config_bytes = (json.dumps(config_json, indent=2) + "\n").encode()
+    metadata.update(format=FORMAT, format_version=str(config.format_version), config=config_bytes.decode())
+    write_atomic(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     config_path = folder / CONFIG
     if not config_path.is_file() or config_path.read_bytes() != config_bytes:
         write_atomic(config_path, lambda tmp: tmp.write_bytes(config_bytes))
-    _remove_stale_temps(folder)
-    write_atomic(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def unwrap(model: nn.Module) -> FaceSwapModel:
@@ -353,15 +352,24 @@ def _storable(tensor: Tensor) -> Tensor:
     return out.copy_(tensor.detach())
 
 
-def _remove_stale_temps(folder: Path) -> None:
-    """A save killed mid-write leaves its temp file (the size of the model) behind."""
-    now = time.time()
-    for tmp in folder.glob(f".{WEIGHTS}.*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > _STALE_TEMP_S:
-                tmp.unlink()
-        except OSError:
-            pass
+def config_from_weights(folder: str | Path) -> bytes | None:
+    """config.json's content as the weights recorded it (header only; None when the weights
+    are unreadable or predate the record): what restores a folder whose config.json was lost."""
+    path = Path(folder) / WEIGHTS
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            text = (f.metadata() or {}).get("config")
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    return text.encode()
 
 
 def load_config(folder: str | Path) -> ModelConfig:
@@ -456,4 +464,4 @@ def _one_line(e: BaseException) -> str:
 
 
 __all__ = ["ModelError", "ModelConfig", "PRESETS", "FaceSwapModel", "build_model", "param_count",
-           "save_model", "load_config", "load_model", "unwrap"]
+           "save_model", "load_config", "load_model", "unwrap", "config_from_weights"]

@@ -9,6 +9,7 @@ temporary file and renamed when complete; a killed movie job starts over.
 from __future__ import annotations
 
 import os
+import secrets
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,8 @@ from core.atomic import write_atomic  # noqa: E402
 from core.errors import MediaError  # noqa: E402
 
 Format = Literal["png", "exr", "mp4"]
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, last in every whole PNG
 MP4_CRF = 12  # visually lossless for faces; the editor re-encodes the final cut anyway
 
 
@@ -37,7 +40,21 @@ class ImageSequenceSink:
         return self.folder / f"{self.prefix}{index:06d}.{self.fmt}"
 
     def done(self, index: int) -> bool:
-        return self.path(index).is_file()
+        """Whether frame `index` is on disk whole. Frames are renamed into place complete, but a
+        power cut (no fsync per frame) or a hand-copied folder can leave an empty or torn file:
+        such a frame is written again, not trusted."""
+        path = self.path(index)
+        try:
+            if self.fmt == "png":
+                size = path.stat().st_size
+                with open(path, "rb") as f:
+                    head = f.read(8)
+                    f.seek(max(0, size - 12))
+                    tail = f.read(12)
+                return head == _PNG_SIGNATURE and tail == _PNG_END
+            return path.is_file() and cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
+        except OSError:
+            return False
 
     def write(self, index: int, frame: np.ndarray) -> None:
         """frame: RGB or RGBA; uint8/uint16 for PNG (converted to the sink's depth), float32 for EXR."""
@@ -61,18 +78,22 @@ class ImageSequenceSink:
 class MovieSink:
     def __init__(self, path: Path, fps: float, width: int, height: int):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        # Unique per job: two jobs never share a temporary movie (core.outputs removes the ones
+        # a killed job left, under the output's lock).
+        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.partial.mp4")
         self.container = av.open(str(self.tmp), "w")
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = width, height
         # 4:2:0 needs even sizes; odd ones keep full chroma instead of losing a pixel row.
         self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self.stream.options = {"crf": str(MP4_CRF), "preset": "medium"}
+        self.written = 0
 
     def done(self, index: int) -> bool:
         return False
 
     def write(self, index: int, frame: np.ndarray) -> None:
+        self.written += 1
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_to_depth(frame[..., :3], 8)), format="rgb24")
         for packet in self.stream.encode(video_frame):
             self.container.mux(packet)

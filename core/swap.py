@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from core import blend
-from core.atomic import write_atomic
+from core import blend, outputs, swap_output
 from core.color import ColorConverter, frame_to_network, get_converter, to_display_uint8
 from core.device import resolve_device
 from core.errors import DeepfakeError
@@ -29,7 +28,7 @@ from core.events import Events
 from core.extract import source_fingerprint
 from core.faces.align import alignment_matrix, transform_points
 from core.faces.base import Face
-from core.faces.identity import SAME_PERSON, FaceDescriber, distance, faceset_descriptor
+from core.faces.identity import SAME_PERSON, FaceDescriber, cached_faceset_descriptor, distance
 from core.faceset import Faceset
 from core.media import open_source
 from core.model import load_model
@@ -39,7 +38,6 @@ from core.temporal import FaceTracker, StatsSmoother, TrackedFace
 CROP = 256  # crops are aligned at this size, then resized to the model's resolution
 LOW_SCORE = 0.5
 DESCRIBE_EVERY = 10  # frames between identity checks of a lone face
-SWAP_RECORD = "swap.json"
 
 
 @dataclass
@@ -62,7 +60,8 @@ class SwapSettings:
     aligner: str = "auto"
     device: str = "auto"
     batch: int = 8
-    force: bool = False
+    force: bool = False  # the same as existing="replace"
+    existing: swap_output.Existing = "refuse"
 
 
 @dataclass
@@ -102,26 +101,22 @@ class Swapper:
         self.describer: FaceDescriber | None = None
         self.track_distance: dict[int, float] = {}
         self.track_described: dict[int, int] = {}
+        self.converter: ColorConverter | None = None
+        self.encode_display = False
 
     # -- set-up ---------------------------------------------------------------------------------
     def _identity(self) -> None:
         """The footage person's mean descriptor, from the facesets the model was trained on
-        (cached in the model folder)."""
+        (cached in the user's cache folder: the model folder is read-only to swap)."""
         if self.settings.face != "identity":
             return
-        cache = self.model_dir / "identity.json"
-        key = f"faceset_{self.own}"
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
         self.describer = FaceDescriber()
-        if key not in known:
-            folders = [Path(p) for p in self.state.get(f"facesets_{self.own}", []) if (Path(p) / "alignments.json").is_file()]
-            if not folders:
-                self.events.warning("the facesets this model was trained on are gone; picking the largest face instead")
-                self.describer = None
-                return
-            known[key] = np.mean([faceset_descriptor(f, self.describer) for f in folders], axis=0).tolist()
-            write_atomic(cache, (json.dumps(known) + "\n").encode())
-        self.identity = np.asarray(known[key])
+        folders = [Path(p) for p in self.state.get(f"facesets_{self.own}", []) if (Path(p) / "alignments.json").is_file()]
+        if not folders:
+            self.events.warning("the facesets this model was trained on are gone; picking the largest face instead")
+            self.describer = None
+            return
+        self.identity = np.mean([cached_faceset_descriptor(f, self.describer) for f in folders], axis=0)
 
     def _alignments(self, info: Any) -> Faceset | None:
         if self.settings.alignments is None:
@@ -135,11 +130,11 @@ class Swapper:
                                 "(or the file changed since)")
         return faceset
 
-    def _record(self) -> dict[str, Any]:
-        return {"model": str(self.model_dir.resolve()), "direction": self.settings.direction,
-                "mode": self.settings.mode, "format": self.settings.format, "bit_depth": self.settings.bit_depth,
-                "color": self.settings.color, "smooth": self.settings.smooth, "erode": self.settings.erode,
-                "blur": self.settings.blur, "face": self.settings.face, "yuv": self.settings.yuv}
+    def _settings_record(self, colorspace: str) -> dict[str, Any]:
+        s = self.settings
+        return {"direction": s.direction, "mode": s.mode, "format": s.format, "bit_depth": s.bit_depth,
+                "color": s.color, "smooth": s.smooth, "erode": s.erode, "blur": s.blur, "face": s.face,
+                "yuv": s.yuv, "colorspace": colorspace}
 
     # -- per frame --------------------------------------------------------------------------------
     def flag(self, index: int, reason: str, **extra: Any) -> None:
@@ -195,55 +190,94 @@ class Swapper:
             face = blend.transfer_color("histogram", face, item.crop, mask)
         face_net = blend.warp_to_footprint(face, item.matrix, item.box)
         mask_frame = blend.mask_to_frame(mask, item.matrix, item.box)
+        if s.mode == "overlay" and self.encode_display:  # an sRGB PNG layer over a linear plate
+            return blend.overlay_rgba(face_net, mask_frame, np.uint16 if s.bit_depth == 16 else np.uint8,
+                                      box=item.box, frame_shape=item.frame.shape)
         face_src = converter.from_network(face_net) if not converter.is_identity else face_net
         if s.mode == "overlay":
             dtype = item.frame.dtype if s.format == "png" else np.float32
             return blend.overlay_rgba(face_src, mask_frame, dtype, box=item.box, frame_shape=item.frame.shape)
         if s.color == "seamless":
             return blend.seamless_clone(item.frame, face_src, mask_frame, box=item.box)
-        return blend.composite(item.frame, face_src, mask_frame, box=item.box)
+        return self._encoded(blend.composite(item.frame, face_src, mask_frame, box=item.box))
+
+    def _encoded(self, frame: np.ndarray) -> np.ndarray:
+        """The composited frame as the sink stores it: display sRGB for a float source's PNG."""
+        if not self.encode_display:
+            return frame
+        srgb = frame_to_network(frame[..., :3], self.converter)
+        return np.rint(srgb * (65535.0 if self.settings.bit_depth == 16 else 255.0)).astype(
+            np.uint16 if self.settings.bit_depth == 16 else np.uint8)
 
     def _unchanged(self, frame: np.ndarray) -> np.ndarray:
         if self.settings.mode == "overlay":
             dtype = frame.dtype if self.settings.format == "png" else np.float32
             return np.zeros((*frame.shape[:2], 4), dtype)
-        return frame
+        return self._encoded(frame)
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from core.faces.select import make_aligner
-
         s = self.settings
         with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as probe:
             info = probe.info
         check_output(self.out, self.input_path, s)
+        colorspace = s.colorspace or default_colorspace(info)
+        record = swap_output.make_record(source_fingerprint(info), self.model_dir, self.state,
+                                         self._settings_record(colorspace))
+        with self._lock():
+            out, action = swap_output.resolve(self.out, s.format, record, "replace" if s.force else s.existing)
+            if out == self.out:
+                return self._run_locked(info, colorspace, record, action)
+            self.events.log(f"{self.out} holds another swap: keeping it and writing to {out}")
+            self.out = out
+            check_output(self.out, self.input_path, s)
+            with self._lock():  # the first stays held: a second "new" job cannot pick the same sibling
+                return self._run_locked(info, colorspace, record, action)
+
+    def _lock(self):
+        """The output's lock, after proving its folder writable."""
+        if self.settings.format == "mp4":
+            outputs.ensure_writable(self.out.parent)
+            return outputs.file_lock(self.out, f"the swap output {self.out}")
+        outputs.ensure_writable(self.out)
+        return outputs.folder_lock(self.out, f"the swap output {self.out}")
+
+    def _run_locked(self, info: Any, colorspace: str, record: dict[str, Any], action: str) -> dict[str, Any]:
+        from core.faces.select import make_aligner
+
+        s = self.settings
+        folder = self.out.parent if s.format == "mp4" else self.out
+        outputs.remove_stale_temps(folder, stem=self.out.name if s.format == "mp4" else None)
+        if action == "replace":
+            self.events.log(f"replacing the earlier swap in {self.out}")
+            swap_output.clear(self.out, s.format)
+        elif action == "resume":
+            self.flags = swap_output.read_flags(self.out, s.format)
         alignments = self._alignments(info)
-        colorspace = s.colorspace or ("Linear Rec.709" if info.path.lower().endswith(".exr") or
-                                      (Path(info.path).is_dir() and s.format == "exr") else "sRGB")
         converter = get_converter(colorspace, s.ocio_config)
+        # A float source (EXR) written to PNG: composited in its own linear space as always, then
+        # encoded for the display-referred PNG (an 8/16-bit PNG holds sRGB, as Blender reads it).
+        self.converter = converter
+        self.encode_display = s.format == "png" and is_exr(info)
+        if self.encode_display and s.color == "seamless":
+            raise DeepfakeError("--color seamless works on 8-bit frames only: use mean-std for an EXR source")
         sink = open_sink(self.out, s.format, info.fps, info.width, info.height, s.bit_depth)
-        record_path = (self.out / SWAP_RECORD) if s.format != "mp4" else self.out.with_suffix(".swap.json")
-        flags_path = (self.out / "flags.json") if s.format != "mp4" else self.out.with_suffix(".flags.json")
-        record = self._record()
-        earlier = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        # Keys an older version did not record (yuv) do not stop it resuming its own output.
-        if any(earlier[k] != v for k, v in record.items() if k in earlier) and not s.force:
-            raise DeepfakeError(f"{self.out} holds a swap made with other settings or another model; "
-                                "choose another output or pass --force")
-        write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
-        if flags_path.is_file() and not s.force:
-            self.flags = {int(f["frame"]): f["reasons"] for f in json.loads(flags_path.read_text())["flags"]}
+        todo = [i for i in range(info.start, info.start + info.count) if not sink.done(i)]
+        outputs.ensure_free_space(folder, estimated_bytes(s.format, info.width, info.height, len(todo)),
+                                  f"{len(todo)} swapped frames")
+        swap_output.write_record(self.out, s.format, record)
         self._identity()
-        needs_detection = alignments is None or any(f not in alignments.frames for f in range(info.start, info.start + info.count))
-        aligner = make_aligner(s.aligner, s.device, log=self.events.log) if needs_detection else None
+        needs_detection = alignments is None or any(f not in alignments.frames for f in todo)
+        aligner = make_aligner(s.aligner, s.device, log=self.events.log) if needs_detection and todo else None
         tracker = FaceTracker(fps=info.fps, smooth=s.smooth)
         stats = StatsSmoother(fps=info.fps, smooth=s.smooth)
         t0, done, written = time.monotonic(), 0, 0
+        wanted = set(todo)
         batch: list[tuple[int, np.ndarray]] = []
         try:
             with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as source:
                 for index, frame in source:
-                    if sink.done(index):
+                    if index not in wanted:
                         done += 1
                         continue
                     batch.append((index, frame))
@@ -257,13 +291,19 @@ class Swapper:
                     done += len(batch)
                     self.events.progress("swap", done, info.count)
             sink.close()
-        except BaseException:
+        except BaseException as exc:
             if hasattr(sink, "abort"):
                 sink.abort()
+            if outputs.is_disk_full(exc):
+                kept = ("the movie was not kept: free some space and swap again" if s.format == "mp4" else
+                        f"the {written} frames written so far are whole and kept: free some space and rerun to resume")
+                raise outputs.disk_full(exc, str(self.out), kept) from None
             raise
         finally:
-            write_atomic(flags_path, (json.dumps({"flags": [{"frame": f, "reasons": r} for f, r in sorted(self.flags.items())]},
-                                                 indent=1) + "\n").encode())
+            try:
+                flags_path = swap_output.write_flags(self.out, s.format, self.flags)
+            except OSError:
+                flags_path = swap_output.flags_path(self.out, s.format)
         seconds = time.monotonic() - t0
         counts: dict[str, int] = {}
         for reasons in self.flags.values():
@@ -271,7 +311,9 @@ class Swapper:
                 counts[r] = counts.get(r, 0) + 1
         summary = {"output": str(self.out), "frames": info.count, "frames_written": written,
                    "seconds": round(seconds, 2), "fps": round(written / seconds, 2) if seconds > 0 else None,
-                   "flags": counts, "colorspace": converter.colorspace, "direction": s.direction}
+                   "flags": counts, "colorspace": converter.colorspace, "direction": s.direction,
+                   "model_iteration": self.state.get("iteration"),
+                   "output_colorspace": "sRGB" if self.encode_display else converter.colorspace}
         self.events.result(sink.outputs() + [str(flags_path)], **summary)
         return summary
 
@@ -311,6 +353,27 @@ class Swapper:
                 sink.write(item.index, self._finish(item, rgb[k], learned[k], converter, stats))
                 k += 1
         return len(items)
+
+
+def is_exr(info: Any) -> bool:
+    """Whether the source is EXR (float, scene-linear). An image folder holds one format:
+    media refuses mixed ones."""
+    path = Path(info.path)
+    return any(f.suffix.lower() == ".exr" for f in (path.iterdir() if path.is_dir() else [path]))
+
+
+def default_colorspace(info: Any) -> str:
+    """What the frames are when the caller does not say: EXR frames are scene-linear (Linear
+    Rec.709, as Blender reads them) whatever the output format; everything else is sRGB."""
+    return "Linear Rec.709" if is_exr(info) else "sRGB"
+
+
+def estimated_bytes(fmt: str, width: int, height: int, frames: int) -> int:
+    """A low estimate of what `frames` output frames take on disk, to refuse hopeless starts:
+    PNG keeps about half the raw size of natural frames, EXR (half of float32 after
+    compression) about two bytes a channel, an H.264 movie at CRF 12 well under a byte a pixel."""
+    per_pixel = {"png": 1.5, "exr": 6.0, "mp4": 0.05}[fmt]
+    return int(width * height * per_pixel * frames)
 
 
 def swap(input_path: str | Path, model_dir: str | Path, out: str | Path, settings: SwapSettings,

@@ -12,9 +12,12 @@ Hyper-parameters and why:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+import uuid
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,9 @@ from core.errors import DeepfakeError
 from core.events import Events
 from core.atomic import write_atomic
 from core.losses import mask_loss, reconstruction_loss, ssim_map, weight_map
-from core.model import PRESETS, FaceSwapModel, ModelConfig, build_model, load_model, save_model
+from core.model import PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights, load_model, save_model
+from core.outputs import (LOCK_NAME, disk_full, ensure_free_space, ensure_writable, folder_lock, is_disk_full,
+                          remove_stale_temps)
 from core.train_data import IdentityFaces, load_identity
 
 LEARNING_RATE = 5e-5
@@ -49,8 +54,8 @@ class TrainSettings:
     iterations: int = 1000
     batch_size: int | None = None  # None: 16 on the CPU, the largest that fits on CUDA
     device: str = "auto"
-    seed: int = 0
-    holdout: float = 0.0
+    seed: int | None = None  # None: 0 for a new model; a resumed model continues its own streams
+    holdout: float | None = None  # None: 0 for a new model; a resumed model keeps its own split
     save_every: int = 250
     preview_every: int = 250
     augment: AugmentSettings = field(default_factory=AugmentSettings)
@@ -67,6 +72,10 @@ class TrainState:
     holdout: float = 0.0
     learning_rate: float = LEARNING_RATE
     betas: tuple[float, float] = BETAS
+    model_id: str | None = None  # made once per model: what a swap's record names
+    # Every stretch of training with its facesets: [{"from": it, "facesets_a": [...], "facesets_b": [...]}].
+    # facesets_a / facesets_b above are the latest stretch's (what swap and evaluate use).
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TrainStep(nn.Module):
@@ -110,19 +119,24 @@ class Trainer:
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.config, self.model, resume = self._open_model()
+        previous = _checkpoint_state(resume[1]) if resume is not None else None
+        seed = self._check_same(previous, "seed", settings.seed, 0)
+        holdout = self._check_same(previous, "holdout", settings.holdout, 0.0)
         res = self.config.resolution
-        self.train_a, self.held_a = load_identity(settings.facesets_a, res, settings.holdout)
-        self.train_b, self.held_b = load_identity(settings.facesets_b, res, settings.holdout)
+        self.train_a, self.held_a = load_identity(settings.facesets_a, res, holdout)
+        self.train_b, self.held_b = load_identity(settings.facesets_b, res, holdout)
         self.data_a = _device_tensors(self.train_a, self.device)
         self.data_b = _device_tensors(self.train_b, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE, betas=BETAS)
-        self.sample_rng = torch.Generator().manual_seed(settings.seed * 1000 + self.rank)
-        self.augment_rng = torch.Generator(device=self.device).manual_seed(settings.seed * 1000 + 500 + self.rank)
-        self.state = TrainState(seed=settings.seed, holdout=settings.holdout,
-                                facesets_a=[str(p) for p in settings.facesets_a],
-                                facesets_b=[str(p) for p in settings.facesets_b])
+        self.sample_rng = torch.Generator().manual_seed(seed * 1000 + self.rank)
+        self.augment_rng = torch.Generator(device=self.device).manual_seed(seed * 1000 + 500 + self.rank)
+        self.state = TrainState(seed=seed, holdout=holdout, model_id=uuid.uuid4().hex,
+                                facesets_a=[str(Path(p).resolve()) for p in settings.facesets_a],
+                                facesets_b=[str(Path(p).resolve()) for p in settings.facesets_b])
+        self.state.runs = [{"from": 0, "facesets_a": self.state.facesets_a, "facesets_b": self.state.facesets_b}]
         if resume is not None:
-            self._restore(*resume)
+            self._restore(*resume, previous)
+        self.saved_iteration = self.state.iteration
         self.amp_dtype = None
         if self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -140,30 +154,60 @@ class Trainer:
         if self.settings.preset not in PRESETS:
             raise DeepfakeError(f"unknown preset {self.settings.preset!r}: one of {', '.join(PRESETS)}")
         wanted = PRESETS[self.settings.preset]
-        if (folder / "config.json").exists():
+        if model_folder_state(folder, self.events) == "model":
             model, config, extras, metadata = load_model(folder, device=str(self.device), expect=wanted)
             self.events.log(f"resuming the model in {folder}")
             return config, model, (extras, metadata)
-        torch.manual_seed(self.settings.seed)
+        torch.manual_seed(self.settings.seed or 0)
         return wanted, build_model(wanted).to(self.device), None
 
-    def _restore(self, extras: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-        state = json.loads(metadata["state"])
-        self.state = TrainState(**{**state, "betas": tuple(state["betas"])})
+    def _check_same(self, previous: dict[str, Any] | None, key: str, asked: Any, default: Any) -> Any:
+        """A new model takes what was asked (or the default); a resumed one keeps its own, and
+        asking for another is refused: its random streams and held-out split are already fixed,
+        and its record must stay true."""
+        if previous is None:
+            return default if asked is None else asked
+        own = previous.get(key, default)
+        if asked is not None and asked != own:
+            raise DeepfakeError(f"the model in {self.settings.model_dir} was started with --{key} {own}; a resumed "
+                                f"model keeps it: drop --{key} (or pass {own}), or train a new model in another folder")
+        return own
+
+    def _restore(self, extras: dict[str, torch.Tensor], metadata: dict[str, str], state: dict[str, Any]) -> None:
+        asked_a, asked_b = self.state.facesets_a, self.state.facesets_b
+        known = {f.name for f in dataclasses.fields(TrainState)}
+        self.state = TrainState(**{k: v for k, v in state.items() if k in known})
+        self.state.betas = tuple(self.state.betas)
+        if not self.state.runs:  # a model of an earlier version: its first stretch is what it recorded
+            self.state.runs = [{"from": 0, "facesets_a": self.state.facesets_a, "facesets_b": self.state.facesets_b}]
+        if (asked_a, asked_b) != (self.state.facesets_a, self.state.facesets_b):
+            self.events.warning(f"resuming at iteration {self.state.iteration} with other facesets than the last run "
+                                "(recorded in state.json 'runs'; swap and evaluate now use these)")
+            self.state.runs.append({"from": self.state.iteration, "facesets_a": asked_a, "facesets_b": asked_b})
+            self.state.facesets_a, self.state.facesets_b = asked_a, asked_b
+        if self.state.model_id is None:
+            self.state.model_id = uuid.uuid4().hex
         names = [name for name, _ in self.model.named_parameters()]
-        optim_state: dict[str, Any] = {"state": {}, "param_groups": json.loads(metadata["param_groups"])}
-        for i, name in enumerate(names):
-            if f"optim.{name}.exp_avg" in extras:
-                optim_state["state"][i] = {key: extras[f"optim.{name}.{key}"].to(self.device)
-                                           for key in ("step", "exp_avg", "exp_avg_sq")}
-                optim_state["state"][i]["step"] = optim_state["state"][i]["step"].cpu()
-        self.optimizer.load_state_dict(optim_state)
+        where = self.settings.model_dir / "model.safetensors"
+        try:
+            optim_state: dict[str, Any] = {"state": {}, "param_groups": json.loads(metadata["param_groups"])}
+            for i, name in enumerate(names):
+                if f"optim.{name}.exp_avg" in extras:
+                    optim_state["state"][i] = {key: extras[f"optim.{name}.{key}"].to(self.device)
+                                               for key in ("step", "exp_avg", "exp_avg_sq")}
+                    optim_state["state"][i]["step"] = optim_state["state"][i]["step"].cpu()
+            self.optimizer.load_state_dict(optim_state)
+            sample_state, augment_state = extras["rng.sample.0"], extras["rng.augment.0"]
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise DeepfakeError(f"{where} holds weights but not a checkpoint this version can resume "
+                                f"(its optimizer or random state is missing or malformed: {e!s:.120}); swap with it "
+                                "as it is, or train a new model in another folder") from None
         if self.rank == 0:
-            self.sample_rng.set_state(extras["rng.sample.0"])
-            self.augment_rng.set_state(extras["rng.augment.0"])
+            self.sample_rng.set_state(sample_state)
+            self.augment_rng.set_state(augment_state)
         else:  # only rank 0's streams are saved; the others restart theirs, distinct per rank
-            self.sample_rng.manual_seed(self.settings.seed * 1000 + self.rank + 7919 * self.state.iteration)
-            self.augment_rng.manual_seed(self.settings.seed * 1000 + 500 + self.rank + 7919 * self.state.iteration)
+            self.sample_rng.manual_seed(self.state.seed * 1000 + self.rank + 7919 * self.state.iteration)
+            self.augment_rng.manual_seed(self.state.seed * 1000 + 500 + self.rank + 7919 * self.state.iteration)
 
     def save(self) -> None:
         if self.rank != 0:
@@ -181,6 +225,7 @@ class Trainer:
         state_json = json.dumps(asdict(self.state))
         save_model(self.settings.model_dir, self.model, self.config, extra_tensors=extras,
                    metadata={"state": state_json, "param_groups": json.dumps(groups)})
+        self.saved_iteration = self.state.iteration
         write_atomic(self.settings.model_dir / "state.json", (json.dumps(asdict(self.state), indent=1) + "\n").encode())
 
     # -- batch size -----------------------------------------------------------------------------
@@ -328,10 +373,78 @@ def rebuild_ssim(model: FaceSwapModel, data: IdentityFaces, identity: str, devic
     return float(torch.cat(scores).mean())
 
 
+def _checkpoint_state(metadata: dict[str, str]) -> dict[str, Any]:
+    """The training state a checkpoint's metadata holds, validated enough to resume from."""
+    try:
+        state = json.loads(metadata["state"])
+        if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
+            raise ValueError("no iteration")
+    except (KeyError, ValueError, RecursionError):
+        raise DeepfakeError("the model's checkpoint has no readable training state: it cannot be resumed; "
+                            "swap with it as it is, or train a new model in another folder") from None
+    return state
+
+
+OWN_FILES = {"config.json", "model.safetensors", "state.json", "preview.png", LOCK_NAME}
+
+
+def model_folder_state(folder: Path, events: Events) -> str:
+    """"model" (resume it) or "new" (nothing trained is there), after repairing what a killed
+    first checkpoint or a lost config.json left; anything else is refused, since training
+    into it would replace trained weights or mix with someone's files."""
+    if not folder.is_dir():
+        return "new"
+    config, weights = folder / "config.json", folder / "model.safetensors"
+    if weights.is_file() and not config.is_file():
+        restored = config_from_weights(folder)
+        if restored is None:
+            raise DeepfakeError(f"{folder} holds trained weights but no config.json (and the weights do not record "
+                                "it): restore config.json, or choose another folder for a new model")
+        write_atomic(config, restored)
+        events.warning(f"{config} was missing: restored from the weights' own record")
+    if config.is_file() and weights.is_file():
+        return "model"
+    if config.is_file():
+        state = folder / "state.json"
+        if state.is_file():
+            raise DeepfakeError(f"{weights} is missing but {state} records training: the trained weights are gone; "
+                                "restore them, or choose another folder for a new model")
+        events.log(f"{folder} holds only the config.json of a first checkpoint that never finished: starting anew")
+        config.unlink()
+        return "new"
+    strangers = sorted(p.name for p in folder.iterdir() if p.name not in OWN_FILES and not p.name.startswith("."))
+    if strangers:
+        raise DeepfakeError(f"{folder} is not a model folder (it holds {', '.join(strangers[:3])}"
+                            f"{'...' if len(strangers) > 3 else ''}): choose an empty or new folder for the model")
+    return "new"
+
+
+def estimated_checkpoint_bytes(config: ModelConfig) -> int:
+    """Weights and Adam's two moments in float32, twice (the new file beside the old one)."""
+    with torch.device("meta"):
+        n = sum(p.numel() for p in build_model(config).parameters())
+    return n * 4 * 3 * 2
+
+
 def train(settings: TrainSettings, events: Events) -> dict[str, Any]:
-    settings.model_dir.mkdir(parents=True, exist_ok=True)
-    if settings.iterations <= 0:
-        raise DeepfakeError("--iterations must be positive")
-    return Trainer(settings, events).run()
+    if settings.iterations <= 0 or settings.save_every <= 0 or settings.preview_every <= 0:
+        raise DeepfakeError("--iterations, --save-every and --preview-every must be positive")
+    folder = settings.model_dir
+    ensure_writable(folder)
+    # Under torchrun only rank 0 writes the folder, so only it holds the lock.
+    lock = folder_lock(folder, f"the model in {folder}") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+    with lock:
+        remove_stale_temps(folder)
+        if settings.preset in PRESETS:
+            ensure_free_space(folder, estimated_checkpoint_bytes(PRESETS[settings.preset]), "the model's checkpoints")
+        trainer = Trainer(settings, events)
+        try:
+            return trainer.run()
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(exc, f"the model in {folder}",
+                                f"the last complete checkpoint (iteration {trainer.saved_iteration}) is kept: "
+                                "free some space and rerun to resume") from None
+            raise
 
 

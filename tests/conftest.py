@@ -16,6 +16,8 @@ VIDEO = FACES / "video"
 
 # bpy writes user preferences and caches: keep them out of the user's home.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bd-blender-user-"))
+# The core's cache of face descriptors: per test run, not the user's.
+os.environ.setdefault("DEEPFAKE_CACHE", tempfile.mkdtemp(prefix="bd-cache-"))
 
 # The interpreter that runs the core: this one, or the main environment's when the add-on tests run
 # in the bpy-only environment (.venv-bpy42, Blender 4.2), as a real Blender would.

@@ -356,11 +356,3 @@ def test_missing_pieces(tmp_path, saved):
     with pytest.raises(ModelError, match="config.json is missing"):
         load_model(saved)
 
-
-def test_save_removes_temps_left_by_killed_saves(saved, small):
-    old, fresh = saved / ".model.safetensors.dead.tmp", saved / ".model.safetensors.live.tmp"
-    old.write_bytes(b"half a checkpoint")
-    fresh.write_bytes(b"another process's save in flight")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    save_model(saved, small, SMALL)
-    assert not old.exists() and fresh.exists()

@@ -1,0 +1,163 @@
+"""A swap's output on disk: the frames (or the movie), `swap.json` (what made them) and
+`flags.json` (frames worth a look). The one module that reads and writes these records.
+
+Why a record at all: frames already in an output folder are reused by a rerun (resume), which is
+right only when the rerun would write the same frames. The record holds everything that decides
+a frame's pixels: the source's fingerprint, the model's identity and iteration, and the settings.
+A rerun that differs in any of them is refused with what differs, unless the caller asked to
+replace the old result or to keep it and write a new one beside it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from core.atomic import write_atomic
+from core.errors import DeepfakeError
+
+FORMAT = "blender-deepfake-swap"
+VERSION = 1
+RECORD = "swap.json"
+FLAGS = "flags.json"
+FRAME_PREFIX = "frame_"
+FRAME_NAME = re.compile(r"^frame_(\d{6,})\.(png|exr)$")
+Existing = Literal["refuse", "replace", "new"]
+EXISTING: tuple[str, ...] = ("refuse", "replace", "new")
+# What decides the pixels of a written frame, with the words a message uses for each.
+_DECISIVE = {"source": "source", "model": "model folder", "model_id": "model", "iteration": "model iteration",
+             "direction": "direction", "mode": "mode", "format": "format", "bit_depth": "bit depth",
+             "color": "colour transfer", "smooth": "smoothing", "erode": "mask erosion", "blur": "mask feather",
+             "face": "face choice", "yuv": "YUV conversion", "colorspace": "colourspace"}
+
+
+def frame_name(index: int, fmt: str) -> str:
+    return f"{FRAME_PREFIX}{index:06d}.{fmt}"
+
+
+def record_path(out: Path, fmt: str) -> Path:
+    return Path(out) / RECORD if fmt != "mp4" else Path(out).with_suffix(".swap.json")
+
+
+def flags_path(out: Path, fmt: str) -> Path:
+    return Path(out) / FLAGS if fmt != "mp4" else Path(out).with_suffix(".flags.json")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A record or flags file as a dict; {} when absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_record(out: Path) -> dict[str, Any]:
+    """The record beside a swap's output (a frame folder or a movie); {} when there is none."""
+    out = Path(out)
+    return read_json(out / RECORD if out.is_dir() else out.with_suffix(".swap.json"))
+
+
+def make_record(source: dict[str, Any], model: Path, model_state: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    return {"record": FORMAT, "record_version": VERSION,
+            "source": {k: source.get(k) for k in ("path", "size", "mtime")},
+            "model": str(Path(model).resolve()), "model_id": model_state.get("model_id"),
+            "iteration": model_state.get("iteration"), **settings}
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between an existing output's record and this run's, in words."""
+    if old.get("record") != FORMAT:
+        return ["it was written by an earlier version that did not record its source and model iteration"]
+    found = []
+    for key, words in _DECISIVE.items():
+        if key == "model" and old.get("model_id") and old.get("model_id") == new.get("model_id"):
+            continue  # the same model, moved or reached by another path
+        if old.get(key) != new.get(key):
+            found.append(f"{words} {_show(old.get(key))} -> {_show(new.get(key))}")
+    return found
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict) and "path" in value:
+        return str(value["path"])
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def holds_output(out: Path, fmt: str) -> bool:
+    """Whether `out` already holds a swap's output (frames, a movie or a record)."""
+    out = Path(out)
+    if fmt == "mp4":
+        return out.is_file() or record_path(out, fmt).is_file()
+    if not out.is_dir():
+        return False
+    return record_path(out, fmt).is_file() or any(FRAME_NAME.match(p.name) for p in out.iterdir())
+
+
+def clear(out: Path, fmt: str) -> None:
+    """Remove a swap's own files (frames, movie, record, flags), nothing else in the folder."""
+    out = Path(out)
+    if fmt == "mp4":
+        out.unlink(missing_ok=True)
+    elif out.is_dir():
+        for p in out.iterdir():
+            if FRAME_NAME.match(p.name):
+                p.unlink()
+    record_path(out, fmt).unlink(missing_ok=True)
+    flags_path(out, fmt).unlink(missing_ok=True)
+
+
+def numbered(out: Path, n: int) -> Path:
+    """The n-th sibling of an output: shot/ -> shot_2/, shot.mp4 -> shot_2.mp4."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_{n}{out.suffix}") if out.suffix else out.with_name(f"{out.name}_{n}")
+
+
+def resolve(out: Path, fmt: str, record: dict[str, Any], existing: Existing) -> tuple[Path, str]:
+    """Where this run writes and what it does there: ("resume" | "fresh" | "replace", path).
+
+    The same work resumes whatever `existing` says; other work is refused, replaced, or (for
+    "new") left alone while this run takes the first numbered sibling that is free or holds this
+    very work (so a rerun of a "new" swap resumes it rather than making a third copy).
+    """
+    out = Path(out)
+    if not holds_output(out, fmt):
+        return out, "fresh"
+    differ = differences(read_json(record_path(out, fmt)), record)
+    if not differ:
+        return out, "resume"
+    if existing == "replace":
+        return out, "replace"
+    if existing == "new":
+        n = 2
+        while True:
+            candidate = numbered(out, n)
+            if not holds_output(candidate, fmt):
+                return candidate, "fresh"
+            if not differences(read_json(record_path(candidate, fmt)), record):
+                return candidate, "resume"
+            n += 1
+    raise DeepfakeError(f"{out} holds another swap ({'; '.join(differ)}): pass --existing replace to replace it, "
+                        "--existing new to keep it and write beside it, or choose another --out")
+
+
+def write_record(out: Path, fmt: str, record: dict[str, Any]) -> None:
+    write_atomic(record_path(out, fmt), (json.dumps(record, indent=1) + "\n").encode())
+
+
+def read_flags(out: Path, fmt: str) -> dict[int, list[str]]:
+    """Frame -> reasons from an output's flags.json ({} when absent or malformed)."""
+    flags: dict[int, list[str]] = {}
+    entries = read_json(flags_path(out, fmt)).get("flags", [])
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("frame"), int) and isinstance(entry.get("reasons"), list):
+            flags[entry["frame"]] = [str(r) for r in entry["reasons"]]
+    return flags
+
+
+def write_flags(out: Path, fmt: str, flags: dict[int, list[str]]) -> Path:
+    path = flags_path(out, fmt)
+    write_atomic(path, (json.dumps({"flags": [{"frame": f, "reasons": r} for f, r in sorted(flags.items())]},
+                                   indent=1) + "\n").encode())
+    return path
