@@ -13,6 +13,7 @@ exit with status 1; nothing is saved unless every step succeeded.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from collections.abc import Sequence
@@ -89,7 +90,13 @@ def match_scene_to_strip(scene: Any, strip: Any) -> None:
 def render_movie(scene: Any, path: Path) -> Path:
     """Render the sequencer to an H.264 .mp4 (high quality, the scene's rate)."""
     path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # find out now, not after the render: Blender only logs a failed write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".deepfake-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BatchError(f"cannot write the render to {path.parent}: {exc.strerror or exc}") from None
     vse.set_video_output(scene)
     ffmpeg = scene.render.ffmpeg
     ffmpeg.format, ffmpeg.codec = "MPEG4", "H264"
@@ -122,6 +129,7 @@ def swap(args: argparse.Namespace) -> None:
     settings = scene.deepfake
     settings.model_folder = str(Path(args.model).absolute())
     settings.swap_mode, settings.color = args.mode, args.color
+    settings.swap_existing = args.existing
     if args.aligner:
         settings.aligner = args.aligner
     if args.evaluate is not None:
@@ -190,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--model", required=True, help="a model folder made by Train")
     sw.add_argument("--mode", choices=("composite", "overlay"), default="composite")
     sw.add_argument("--color", choices=("mean-std", "histogram", "seamless", "none"), default="mean-std")
+    sw.add_argument("--existing", choices=("replace", "new"), default="replace",
+                    help="when the strip was swapped before with another model, iteration or settings: replace "
+                         "that result (default) or keep it and write a new one")
     sw.add_argument("--render", help="render the sequencer over the strip's frames to this .mp4")
     sw.add_argument("--save", help="save the .blend here (default: leave the file as it is on disk)")
     sw.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=None,

@@ -304,7 +304,7 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
         args: list[Any] = [path, "--model", model, "--out", out, "--start", first, "--count", count,
                            "--mode", mode, "--format", fmt, "--color", settings.color,
                            "--colorspace", vse.strip_colorspace(strip), "--yuv", vse.movie_yuv_conversion(),
-                           "--aligner", settings.aligner,
+                           "--aligner", settings.aligner, "--existing", settings.swap_existing,
                            "--device", core.device]
         ocio = vse.blender_ocio_config()
         if ocio is not None:
@@ -318,20 +318,34 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
                     "duration": int(strip.frame_final_duration), "colorspace": vse.strip_colorspace(strip)}
         argv = jobs.core_command(core.python, "swap", args)
         placed: dict[str, str] = {}  # the placed strip's name (Blender may suffix it), for the evaluation
-        after = self._placer(snapshot, out, path, first, count, mode, fmt, settings.markers, placed)
-        commands = [Command(argv, f"Swap '{strip.name}'", after)]
+        commands: list[Command] = []
+
+        def retarget(written: Path) -> None:
+            """The core kept an earlier result and wrote beside it: evaluate what it wrote."""
+            if len(commands) > 1:
+                fresh = evaluate_command(core, path, written, first, count, lambda: placed.get("name", ""))
+                commands[1].argv[:], commands[1].after = fresh.argv, fresh.after
+        after = self._placer(snapshot, out, path, first, count, mode, fmt, settings.markers, placed, retarget)
+        commands.append(Command(argv, f"Swap '{strip.name}'", after))
         if settings.evaluate:
             commands.append(evaluate_command(core, path, out, first, count, lambda: placed.get("name", "")))
         return Plan("swap", commands, core.env(), str(core.work_folder))
 
     @staticmethod
     def _placer(snap: dict[str, Any], out: Path, path: Path, first: int, count: int, mode: str, fmt: str,
-                markers: bool, placed: dict[str, str]) -> Callable[[Any, jobs.JobState], str]:
+                markers: bool, placed: dict[str, str], retarget: Callable[[Path], None]
+                ) -> Callable[[Any, jobs.JobState], str]:
         def after(context: Any, state: jobs.JobState) -> str:
             scene = context.scene
             source = next((s for s in vse.all_strips(scene) if s.name == snap["name"]), None)
             if source is None:
                 raise UserError(f"strip '{snap['name']}' was removed while swapping; frames are in {out}")
+            nonlocal out
+            # The core may have written beside an earlier result (Keep): its result event says where.
+            written = Path((state.result or {}).get("output") or out)
+            if written != out:
+                out = written
+                retarget(out)
             files = [f"frame_{n:06d}.{fmt}" for n in range(first, first + count)]
             start, end = snap["start"], snap["start"] + snap["duration"]
             channel = vse.first_free_channel_above(scene, source, start, end)
@@ -341,8 +355,8 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
                 strip.alpha_mode = "STRAIGHT"
             else:
                 strip.blend_type = "REPLACE"
-            try:
-                strip.colorspace_settings.name = snap["colorspace"]
+            try:  # the frames' own colourspace (an EXR plate swapped to PNG gives sRGB frames)
+                strip.colorspace_settings.name = (state.result or {}).get("output_colorspace") or snap["colorspace"]
             except TypeError:
                 pass  # a colourspace name unknown to this config: keep Blender's default
             placed["name"] = strip.name

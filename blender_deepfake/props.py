@@ -71,6 +71,10 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
         ("histogram", "Histogram", "Match histograms"),
         ("seamless", "Seamless", "Poisson blending (8-bit only)"),
         ("none", "None", "No colour matching")])
+    swap_existing: EnumProperty(name="Earlier Result", default="replace", items=[
+        ("replace", "Replace", "When the strip was swapped before with another model, iteration or settings, "
+                               "replace that result (a rerun of the same swap always resumes)"),
+        ("new", "Keep", "Keep an earlier, different result and write the new one beside it (a new strip)")])
     markers: BoolProperty(name="Flag Markers", default=True,
                           description="Add a timeline marker where the core flags frames (one per run of frames flagged for the same reasons)")
     evaluate: BoolProperty(name="Evaluate", default=True,

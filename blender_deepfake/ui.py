@@ -66,6 +66,8 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
         row.prop(settings, "swap_mode", expand=True)
         box.prop(settings, "color")
         box.prop(settings, "swap_format")
+        row = box.row(align=True)
+        row.prop(settings, "swap_existing", expand=True)
         box.prop(settings, "markers")
         box.prop(settings, "evaluate")
         box.operator("deepfake.swap", icon="SEQ_SEQUENCER")

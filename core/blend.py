@@ -102,9 +102,11 @@ def face_mask(hull_points_crop: np.ndarray, size: int, learned: np.ndarray | Non
             learned = cv2.resize(learned, (size, size), interpolation=cv2.INTER_LINEAR)
         mask = np.minimum(mask, np.clip(learned, 0.0, 1.0))
 
-    sigma = blur * width / 6  # the ramp (kernel diameter, 6 sigma) is `blur` of the width
-    radius = int(np.ceil(3 * sigma - 1e-6)) if sigma > 0 else 0
-    shrink = max(1, round(erode * width) + radius)  # >= 1: the crop border is always 0
+    # Kernels never exceed the crop: a larger one erodes everything anyway, and this bounds the
+    # memory by the crop size whatever erode and blur ask for.
+    sigma = min(blur * width / 6, size)  # the ramp (kernel diameter, 6 sigma) is `blur` of the width
+    radius = min(int(np.ceil(3 * sigma - 1e-6)), size) if sigma > 0 else 0
+    shrink = min(max(1, round(erode * width) + radius), size)  # >= 1: the crop border is always 0
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * shrink + 1, 2 * shrink + 1))
     # A constant 0 border makes the crop's edge erode like the hull's: a face running off the
     # crop gets the same feather there instead of a hard cut.

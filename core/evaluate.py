@@ -100,7 +100,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core import blend
+from core import blend, swap_output
 from core.color import to_display_uint8
 from core.errors import DeepfakeError, MediaError
 from core.events import Events
@@ -179,12 +179,7 @@ def _read_image(path: Path, frame: int) -> np.ndarray:
 
 def swap_record(swapped: Path) -> dict[str, Any]:
     """The settings `deepfake swap` recorded beside its output ({} when there are none)."""
-    path = swapped / "swap.json" if swapped.is_dir() else swapped.with_suffix(".swap.json")
-    try:
-        record = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return swap_output.read_record(swapped)
 
 
 def trained_facesets(swapped: Path) -> tuple[Path, Path]:
@@ -197,7 +192,7 @@ def trained_facesets(swapped: Path) -> tuple[Path, Path]:
     try:
         state = json.loads((Path(model) / "state.json").read_text())
         a, b = Path(state["facesets_a"][0]), Path(state["facesets_b"][0])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
         raise DeepfakeError(f"the swap's model {model} does not say which facesets it was trained on: "
                             "give --faceset-a and --faceset-b") from None
     return a, b

@@ -23,6 +23,7 @@ from core.events import Events
 from core.faces.align import alignment_matrix, blur_measure, warp_face
 from core.faces.base import Face, FaceAligner
 from core.media import open_source
+from core.outputs import disk_full, ensure_free_space, folder_lock, is_disk_full, remove_stale_temps
 
 SAVE_INTERVAL_S = 5.0
 
@@ -104,19 +105,32 @@ def extract(input_path: str | Path, out: str | Path, settings: ExtractSettings, 
     with open_source(input_path, start=settings.start, count=settings.count) as probe:
         info = probe.info
     prepare_output(out, input_path)
-    saved = {"size": settings.size, "face": settings.face}
-    faceset = open_faceset(out, source_fingerprint(info), info.start, info.count, saved, settings.force, events)
-    todo = [f for f in range(info.start, info.start + info.count) if f not in faceset.frames]
-    aligner = make_aligner(settings.aligner, settings.device, log=events.log, detector=settings.detector)
-    faceset.complete = False
-    t0 = time.monotonic()
-    try:
-        if todo:
-            _run(faceset, input_path, todo, aligner, settings, events, info.count)
-        faceset.complete = True
-    finally:
+    with folder_lock(out, f"the faceset {out}"):
+        remove_stale_temps(out)
+        remove_stale_temps(out / fs.CROPS)
+        saved = {"size": settings.size, "face": settings.face}
+        faceset = open_faceset(out, source_fingerprint(info), info.start, info.count, saved, settings.force, events)
+        todo = [f for f in range(info.start, info.start + info.count) if f not in faceset.frames]
+        # A crop PNG takes about a byte a pixel; the alignments about 4 KB a face.
+        ensure_free_space(out, len(todo) * (settings.size ** 2 + 4096), f"{len(todo)} frames' face crops")
+        aligner = make_aligner(settings.aligner, settings.device, log=events.log, detector=settings.detector)
+        faceset.complete = False
+        t0 = time.monotonic()
+        try:
+            if todo:
+                _run(faceset, input_path, todo, aligner, settings, events, info.count)
+            faceset.complete = True
+        except BaseException as exc:
+            try:
+                faceset.save()  # keep what was done (Ctrl-C, a bad frame) for the rerun to resume
+            except OSError:
+                pass  # the alignments saved last stay whole (atomic); the error below is the one to report
+            if is_disk_full(exc):
+                raise disk_full(exc, str(out), "the frames recorded in its alignments so far are kept: free some "
+                                "space and rerun to resume") from None
+            raise
         faceset.save()
-    return summarise(faceset, aligner.name, time.monotonic() - t0, len(todo), events)
+        return summarise(faceset, aligner.name, time.monotonic() - t0, len(todo), events)
 
 
 def _run(faceset: fs.Faceset, input_path: Path, todo: list[int], aligner: FaceAligner,

@@ -92,7 +92,9 @@ class Faceset:
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FacesetError(f"{path}: not readable JSON ({exc})") from exc
+            raise FacesetError(f"{path}: not readable JSON ({exc})") from None
+        except RecursionError:  # a hostile file nested deeper than any faceset
+            raise FacesetError(f"{path}: not a faceset (nested too deeply)") from None
         return cls._from_json(folder, data, check_crops)
 
     @classmethod
@@ -111,7 +113,7 @@ class Faceset:
                           count=_expect(rng["count"], int, "range.count"), settings=settings,
                           complete=_expect(data.get("complete", False), bool, "complete"))
             for key, faces in _expect(data["frames"], dict, "frames").items():
-                if not key.isdigit():
+                if not (key.isascii() and key.isdigit()):  # "²".isdigit() is True
                     raise FacesetError(f"frame key {key!r} is not a frame number")
                 faceset.frames[int(key)] = [_face_from_json(face, f"frames.{key}") for face in _expect(faces, list, f"frames.{key}")]
         except KeyError as exc:

@@ -382,7 +382,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         raise ModelError(f"{path} is missing: {folder} is not a model folder")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ModelError(f"{path} is not valid JSON: {_one_line(e)}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__

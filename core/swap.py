@@ -94,7 +94,12 @@ class Swapper:
         self.device = resolve_device(settings.device)
         self.model, self.config, _, metadata = load_model(model_dir, device=str(self.device))
         self.model.eval()
-        self.state = json.loads(metadata.get("state", "{}"))
+        try:
+            self.state = json.loads(metadata.get("state", "{}"))
+        except (ValueError, RecursionError):
+            self.state = None
+        if not isinstance(self.state, dict):
+            raise DeepfakeError(f"{model_dir}: the model's training record is unreadable; retrain it")
         self.own, self.other = ("a", "b") if settings.direction == "a2b" else ("b", "a")
         self.flags: dict[int, list[str]] = {}
         self.identity: np.ndarray | None = None

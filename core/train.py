@@ -412,11 +412,19 @@ def model_folder_state(folder: Path, events: Events) -> str:
         events.log(f"{folder} holds only the config.json of a first checkpoint that never finished: starting anew")
         config.unlink()
         return "new"
+    refuse_foreign_folder(folder)
+    return "new"
+
+
+def refuse_foreign_folder(folder: Path) -> None:
+    """A folder holding files that are not a model's is someone's: never trained into (checked
+    before anything, the lock included, is written there)."""
+    if not folder.is_dir() or (folder / "config.json").is_file() or (folder / "model.safetensors").is_file():
+        return
     strangers = sorted(p.name for p in folder.iterdir() if p.name not in OWN_FILES and not p.name.startswith("."))
     if strangers:
         raise DeepfakeError(f"{folder} is not a model folder (it holds {', '.join(strangers[:3])}"
                             f"{'...' if len(strangers) > 3 else ''}): choose an empty or new folder for the model")
-    return "new"
 
 
 def estimated_checkpoint_bytes(config: ModelConfig) -> int:
@@ -430,6 +438,7 @@ def train(settings: TrainSettings, events: Events) -> dict[str, Any]:
     if settings.iterations <= 0 or settings.save_every <= 0 or settings.preview_every <= 0:
         raise DeepfakeError("--iterations, --save-every and --preview-every must be positive")
     folder = settings.model_dir
+    refuse_foreign_folder(folder)
     ensure_writable(folder)
     # Under torchrun only rank 0 writes the folder, so only it holds the lock.
     lock = folder_lock(folder, f"the model in {folder}") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()

@@ -25,7 +25,12 @@ def main() -> int:
         if not blend.is_file():
             print(f"error: no such .blend: {blend}", file=sys.stderr)
             return 1
-        bpy.ops.wm.open_mainfile(filepath=str(blend.absolute()))
+        try:
+            bpy.ops.wm.open_mainfile(filepath=str(blend.absolute()))
+        except RuntimeError as exc:  # not a .blend, a newer Blender's, truncated
+            reason = " ".join(str(exc).split()).removeprefix("Error: ")
+            print(f"error: cannot open {blend}: {reason}", file=sys.stderr)
+            return 1
     sys.path.insert(0, str(ROOT))
     from blender_deepfake import batch
 

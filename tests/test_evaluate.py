@@ -119,7 +119,11 @@ def test_swap_report_holds_figures_arrays_plots_and_a_self_contained_page(swap_r
     assert s["untouched_any"]["swap"] == 0
     assert s["landmark_error"]["swap"] < 0.15  # the face is still there, in the source's pose
     assert s["seam"]["swap"] < 2
-    assert r["counts"]["no_face"] + len([d for d in r["per_frame"]["swap"]["distance_b"] if d is not None]) == COUNT
+    # Frames flagged no_face are exactly those without a descriptor distance (two fields of the report
+    # that must agree), and the count says how many.
+    no_face = {f["frame"] for f in r["flags"] if "no_face" in f["reasons"]}
+    undescribed = {f for f, d in zip(FRAMES, r["per_frame"]["swap"]["distance_b"]) if d is None}
+    assert no_face == undescribed and r["counts"]["no_face"] == len(no_face)
     plots = [Path(p) for p in r["plots"]]
     assert [p.name for p in plots] == ["report.identity.png", "report.stability.png", "report.expression.png"]
     for p in plots:
@@ -143,20 +147,30 @@ def test_source_as_swap_drops_retrieval_to_the_baseline(swap_report, self_report
     assert swap_s["identity_retrieval"]["control"] == 1.0
 
 
-def test_random_shifts_raise_jitter(tmp_path, swapped, swap_report, d18_faceset, d19_faceset):
+def test_shaking_the_frames_adds_the_jitter_it_should(tmp_path, d18_faceset, d19_faceset):
+    """The source's own frames shaken by a known alternating shift of (+8, +8) / (-8, -8) px, evaluated
+    as the swap: no model is involved, so the figure is the same on every machine. The second
+    difference of the shift is 32 px per axis (45.3 px), so the shaken jitter must exceed the
+    source's, measured in the same report, by about 45.3 px over the inter-ocular distance."""
     shaken = tmp_path / "shaken"
     shaken.mkdir()
-    rng = np.random.default_rng(0)
-    for path in sorted(swapped.glob("frame_*.png")):
-        dx, dy = rng.integers(-6, 7, size=2)
-        frame = _read(path)
-        moved = cv2.warpAffine(frame, np.float64([[1, 0, dx], [0, 1, dy]]), frame.shape[1::-1],
-                               borderMode=cv2.BORDER_REPLICATE)
-        _write(shaken / path.name, moved)
+    with open_source(D18, START, COUNT) as source:
+        for k, (index, frame) in enumerate(source):
+            d = 8 if k % 2 == 0 else -8
+            moved = cv2.warpAffine(frame, np.float64([[1, 0, d], [0, 1, d]]), frame.shape[1::-1],
+                                   borderMode=cv2.BORDER_REPLICATE)
+            _write(shaken / f"frame_{index:06d}.png", moved)
     r = _evaluate(shaken, d18_faceset, d19_faceset)
-    before, after = swap_report[0]["summary"], r["summary"]
-    assert after["jitter"]["swap"] > 2 * before["jitter"]["swap"], (before["jitter"], after["jitter"])
-    assert after["untouched_changed"]["swap"] > 0.05  # the whole frame moved
+    s = r["summary"]
+    iod = np.array([np.linalg.norm(np.subtract(f[0].landmarks[45], f[0].landmarks[36]))
+                    for k, f in sorted(Faceset.load(d18_faceset, check_crops=False).frames.items()) if k in FRAMES])
+    expected = float(np.mean(np.hypot(32, 32) / iod))
+    added = s["jitter"]["swap"] - s["jitter"]["source"]
+    # dlib re-fits landmarks on the moved faces (its boxes snap to a grid), so the added jitter is
+    # the shift's up to a few pixels: measured 0.954 of `expected` (dlib is deterministic: no
+    # thread or training noise reaches this figure); 0.8-1.2 is the bound.
+    assert 0.8 * expected < added < 1.2 * expected, (added, expected, s["jitter"])
+    assert s["untouched_changed"]["swap"] > 0.05  # the whole frame moved
 
 
 def test_unmasked_paste_raises_the_seam(tmp_path, monkeypatch, small_model, swap_report, d18_faceset, d19_faceset):

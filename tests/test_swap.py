@@ -92,14 +92,35 @@ def test_rerun_resumes_after_the_last_written_frame(tmp_path, small_model):
     first = run_cli("swap", D18, "--model", small_model, "--out", out, *HELD_OUT, "--aligner", "dlib")
     assert first.returncode == 0, first.stderr
     reference = {p.name: p.read_bytes() for p in out.glob("frame_*.png")}
-    for name in ("frame_000182.png", "frame_000183.png", "frame_000184.png"):
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("frame_*.png")}
+    redone = ("frame_000182.png", "frame_000183.png", "frame_000184.png")
+    for name in redone:
         (out / name).unlink()
     again = run_cli("swap", D18, "--model", small_model, "--out", out, *HELD_OUT, "--aligner", "dlib", "--events", "jsonl")
     assert again.returncode == 0, again.stderr
     assert events_of(again.stdout)[-1]["frames_written"] == 3
-    assert sorted(p.name for p in out.glob("frame_*.png")) == sorted(reference)
+    after = {p.name: p.read_bytes() for p in out.glob("frame_*.png")}
+    assert sorted(after) == sorted(reference)
+    # The frames that were there are kept as they were: same bytes, never rewritten.
+    for name in set(reference) - set(redone):
+        assert after[name] == reference[name] and (out / name).stat().st_mtime_ns == stamps[name], name
+    # The rewritten ones are whole swaps of the same frames: the source's pixels wherever the first
+    # run kept the source's. (Inside the face they may differ: the resumed run's tracker starts
+    # cold at frame 182, the known discontinuity that chunked swaps must remove.)
+    source = dict(zip(range(173, 185), _frames(D18, 173, 12)))
+    for name in redone:
+        frame = source[int(name[6:12])]
+        old, new = _read_bytes(reference[name]), _read(out / name)
+        # (15 px clear of what the first run painted: a cold tracker's mask sits a few px elsewhere)
+        untouched = cv2.erode((old == frame).all(axis=2).astype(np.uint8), np.ones((31, 31), np.uint8)) == 1
+        assert untouched.mean() > 0.5 and np.array_equal(new[untouched], frame[untouched])
+        assert (new != frame).any()
     other = run_cli("swap", D18, "--model", small_model, "--out", out, *HELD_OUT, "--color", "none", "--aligner", "dlib")
-    assert other.returncode == 1 and "other settings" in other.stderr
+    assert other.returncode == 1 and "colour transfer mean-std -> none" in other.stderr
+
+
+def _read_bytes(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def test_picks_the_trained_person_among_two(tmp_path, small_model):
