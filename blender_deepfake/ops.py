@@ -340,16 +340,14 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
             source = next((s for s in vse.all_strips(scene) if s.name == snap["name"]), None)
             if source is None:
                 raise UserError(f"strip '{snap['name']}' was removed while swapping; frames are in {out}")
-            nonlocal out
             # The core may have written beside an earlier result (Keep): its result event says where.
             written = Path((state.result or {}).get("output") or out)
             if written != out:
-                out = written
-                retarget(out)
+                retarget(written)
             files = [f"frame_{n:06d}.{fmt}" for n in range(first, first + count)]
             start, end = snap["start"], snap["start"] + snap["duration"]
             channel = vse.first_free_channel_above(scene, source, start, end)
-            strip = vse.add_image_strip(scene, out, files, channel, start, name=f"{snap['name']} {mode}")
+            strip = vse.add_image_strip(scene, written, files, channel, start, name=f"{snap['name']} {mode}")
             if mode == "overlay":
                 strip.blend_type = "ALPHA_OVER"
                 strip.alpha_mode = "STRAIGHT"
@@ -360,8 +358,8 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
             except TypeError:
                 pass  # a colourspace name unknown to this config: keep Blender's default
             placed["name"] = strip.name
-            props.record_swap(scene, strip.name, snap["name"], str(path), first, count, str(out))
-            flagged = _flags(out, first, count)
+            props.record_swap(scene, strip.name, snap["name"], str(path), first, count, str(written))
+            flagged = _flags(written, first, count)
             if markers:
                 existing = {(m.frame, m.name) for m in scene.timeline_markers}
                 for frame, reasons, length in _runs(flagged):

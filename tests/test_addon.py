@@ -302,15 +302,18 @@ def test_relative_work_folder_on_an_unsaved_file_is_refused(scene, addon):
 def test_cancel_stops_the_core_subprocess(tmp_path):
     from blender_deepfake import jobs
 
-    argv = jobs.core_command(CORE_PYTHON, "extract", [VIDEO / "face_recognition_short_hamilton_clip.mp4",
+    # 282 frames of 720p: cancelled at the first progress report, the job has most of its work
+    # ahead of it on any machine (the 275-frame Hamilton clip once ended first, in 3 s).
+    argv = jobs.core_command(CORE_PYTHON, "extract", [VIDEO / "liveportrait_s18.mp4",
                                                          "--out", tmp_path / "fs", "--aligner", "dlib"])
     job = jobs.Job(argv, "extract", env=jobs.core_env(), cwd=str(tmp_path))
     deadline = time.monotonic() + 60
     while job.poll(timeout=0.1).done == 0 and not job.state.finished and time.monotonic() < deadline:
         pass
+    assert not job.state.finished and job.state.done > 0, "the extract ended before it could be cancelled"
     job.cancel()
     state = job.wait()
-    assert state.status == "cancelled" and job.proc.poll() is not None
+    assert state.status == "cancelled" and job.proc.poll() is not None and state.done < 282
     assert job not in jobs.running_jobs()
 
 
@@ -360,7 +363,7 @@ def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
         {"frame": 40, "reasons": ["no_face"]}]}))
     strip = movie_strip(scene, D18, 10, 5, frame_start=21)
     snap = {"name": strip.name, "start": 31, "duration": 5, "colorspace": "sRGB"}
-    after = ops.DEEPFAKE_OT_swap._placer(snap, out, D18, 10, 5, "composite", "png", True, {})
+    after = ops.DEEPFAKE_OT_swap._placer(snap, out, D18, 10, 5, "composite", "png", True, {}, lambda written: None)
     after(bpy.context, jobs.JobState(step="swap"))
     assert sorted((m.frame, m.name) for m in scene.timeline_markers) == [(33, "no_face"), (35, "low_score, jump")]
     result = vse.top_strips(scene)[f"{strip.name} composite"]

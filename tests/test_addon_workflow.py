@@ -119,7 +119,9 @@ def test_cancel_in_the_middle_of_a_swap_leaves_the_scene_as_it_was(scene, addon,
     the operator blocks as it does in background mode."""
     from blender_deepfake import jobs, ops
 
-    strip = movie_strip(scene, D18, 0, 150, channel=1, frame_start=1)
+    # The 282-frame 720p clip: cancelled at its first progress report, the job has hundreds of
+    # frames (tens of seconds) still to go on any machine, so the cancel cannot lose the race.
+    strip = movie_strip(scene, VIDEO / "liveportrait_s18.mp4", 0, 282, channel=1, frame_start=1)
     select_only(scene, strip)
     scene.deepfake.model_folder = str(tiny_model)
     before = snapshot(scene, Path(addon.work_folder) / "nothing")
@@ -129,7 +131,7 @@ def test_cancel_in_the_middle_of_a_swap_leaves_the_scene_as_it_was(scene, addon,
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job = ops.current_job()
-            if job is not None and job.state.done >= 3:
+            if job is not None and job.state.done >= 1:
                 seen["job"], seen["done"] = job, job.state.done
                 job.cancel()
                 return
@@ -147,7 +149,7 @@ def test_cancel_in_the_middle_of_a_swap_leaves_the_scene_as_it_was(scene, addon,
     assert result == {"CANCELLED"}
     assert job.state.status == "cancelled" and job.proc.poll() is not None
     assert job not in jobs.running_jobs()
-    assert 3 <= seen["done"] < 150
+    assert 1 <= seen["done"] < 282
     assert snapshot(scene, Path(addon.work_folder) / "nothing") == before
 
 
