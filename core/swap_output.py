@@ -75,7 +75,9 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if key == "model" and old.get("model_id") and old.get("model_id") == new.get("model_id"):
             continue  # the same model, moved or reached by another path
         if old.get(key) != new.get(key):
-            found.append(f"{words} {_show(old.get(key))} -> {_show(new.get(key))}")
+            same_path = key == "source" and (old.get(key) or {}).get("path") == (new.get(key) or {}).get("path")
+            found.append(f"source {new[key]['path']} changed since" if same_path else
+                         f"{words} {_show(old.get(key))} -> {_show(new.get(key))}")
     return found
 
 

@@ -86,3 +86,28 @@ def tiny_model(tmp_path_factory) -> Path:
                    "--iterations", 5, "--batch-size", 2, "--device", "cpu", "--events", "jsonl")
     assert done.returncode == 0, done.stderr
     return base / "model"
+
+
+# -- the fast layer: `pytest -m "not slow"` -------------------------------------------------------------
+# Slow: whatever trains, extracts whole clips, runs the add-on in bpy or runs the core on video
+# through subprocesses. What is left (alignment maths, formats and validation, colour, losses,
+# events, argument parsing, masks and temporal filters on known signals) runs in well under a minute.
+SLOW_FIXTURES = {"d18_faceset", "d19_faceset", "small_model", "tiny_model"}
+SLOW_MODULES = {"test_addon", "test_addon_workflow", "test_careless_use", "test_evaluate", "test_swap", "test_train",
+                "test_extract", "test_faceset", "test_landmarks", "test_fan_backend"}
+SLOW_TESTS = {"test_memory_stays_flat_over_a_long_clip", "test_kill_9_while_saving_leaves_a_loadable_checkpoint",
+              "test_another_preset_than_expected", "test_hamilton_tracks_restart_across_cuts",
+              "test_d18_held_out_is_steadier_without_lag"}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: trains, extracts whole clips, runs bpy or the core on video (deselect with -m 'not slow')")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        name = item.originalname if hasattr(item, "originalname") else item.name
+        if (module in SLOW_MODULES or name in SLOW_TESTS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or "[standard]" in item.name or "[large]" in item.name):
+            item.add_marker(pytest.mark.slow)
