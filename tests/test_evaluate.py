@@ -267,7 +267,9 @@ def test_model_mode_reports_held_out_rebuild_quality(tmp_path, small_model, d18_
     for identity in ("a", "b"):
         m = r["identities"][identity]
         assert m["faces"] > 30 and len(m["per_face_psnr"]) == m["faces"]
-        # Better than the untrained model of the same seed, even after 60 iterations.
+        # Better than the untrained model of the same seed, even after 60 iterations: measured SSIM
+        # +0.157..+0.202 and PSNR +5.9..+7.8 dB (seed 3 at 1 and 2 threads, benchmarks/test_margins.py),
+        # so +0.05 and +1 dB hold with a wide margin.
         assert m["ssim"] > m["control_ssim"] + 0.05 and m["psnr"] > m["control_psnr"] + 1, m
     page = (tmp_path / "model.html").read_text()
     assert page.count("data:image/png;base64,") >= 4

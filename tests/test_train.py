@@ -61,7 +61,9 @@ def test_short_cpu_run_learns_the_faces(tmp_path, d18_faceset, d19_faceset):
     trained = load_model(model_dir)[0]
     for held, identity in ((held_a, "a"), (held_b, "b")):
         before, after = rebuild_ssim(untrained, held, identity), rebuild_ssim(trained, held, identity)
-        assert after > before + 0.15, (identity, before, after)
+        # Measured gain 0.185-0.209 (seed 3 at 1 and 2 threads, benchmarks/test_margins.py) and
+        # 0.19-0.21 for this test's seed 7 across machines; +0.10 holds with room for the spread.
+        assert after > before + 0.10, (identity, before, after)
     assert (model_dir / "preview.png").stat().st_size > 0
 
 
