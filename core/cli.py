@@ -172,8 +172,9 @@ def run_train(args: argparse.Namespace, events: Events) -> None:
                              save_every=args.save_every, preview_every=args.preview_every)
     summary = train(settings, events)
     if not events.jsonl:
+        rate = f", {summary['samples_per_s']} samples/s" if summary["samples_per_s"] else ""
         events.log(f"{summary['model']}: iteration {summary['iteration']}, loss A {summary['loss_a']}, "
-                   f"loss B {summary['loss_b']}, {summary['samples_per_s']} samples/s")
+                   f"loss B {summary['loss_b']}{rate}")
 
 
 def run_swap(args: argparse.Namespace, events: Events) -> None:
@@ -188,10 +189,30 @@ def run_swap(args: argparse.Namespace, events: Events) -> None:
                    f"({summary['fps'] or 0:.1f} frames/s), flags: {flags}")
 
 
+def check_report_paths(reports: list[Path | None], protected: list[Path | None]) -> None:
+    """Reports (and the plots written beside them) go to new files of the user's choosing: never
+    over the source, the swap's frames, the model or a faceset, never both to one file, never
+    onto a folder; and the folder is found writable now, not after the evaluation."""
+    from core.outputs import ensure_writable
+
+    wanted = [Path(r) for r in reports if r is not None]
+    if len(wanted) == 2 and wanted[0].resolve() == wanted[1].resolve():
+        raise DeepfakeError("--json and --html name the same file: give each its own")
+    for report in wanted:
+        target = report.resolve()
+        if target.is_dir():
+            raise DeepfakeError(f"report {report} is a folder: name a file (e.g. {report / 'report.json'})")
+        for keep in (Path(k).resolve() for k in protected if k is not None):
+            if target == keep or keep in target.parents:
+                raise DeepfakeError(f"report {report} would overwrite or go inside {keep}: choose another path")
+        ensure_writable(target.parent)
+
+
 def run_evaluate(args: argparse.Namespace, events: Events) -> None:
     from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model, trained_facesets
     from core.report import clean, format_table, write_reports
 
+    check_report_paths([args.json, args.html], [args.source, args.swapped, args.model, args.faceset_a, args.faceset_b])
     if args.model is not None:
         if args.source is not None or args.swapped is not None:
             raise DeepfakeError("--model evaluates a model, --source / --swapped a clip: give one or the other")

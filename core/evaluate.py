@@ -527,6 +527,10 @@ class ClipEvaluator:
 
         self.pairing, self.settings, self.events = pairing, settings, events
         self.record = swap_record(pairing.swapped)
+        recorded = (self.record.get("source") or {}).get("path") if isinstance(self.record.get("source"), dict) else None
+        if recorded and Path(recorded).resolve() != Path(pairing.source).resolve():
+            raise DeepfakeError(f"{pairing.swapped} is a swap of {recorded}, not of {pairing.source}: "
+                                "give the swap's own source")
         direction = settings.direction or self.record.get("direction") or "a2b"
         if direction not in ("a2b", "b2a"):
             raise DeepfakeError(f"unknown direction {direction!r}: expected a2b or b2a")

@@ -59,6 +59,9 @@ def prepare_output(out: Path, source_path: Path) -> None:
     out_r, src_r = out.resolve(), source_path.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise DeepfakeError(f"output {out} is inside the source {source_path}: choose another folder")
+    for name, what in (("model.safetensors", "a model"), ("config.json", "a model"), ("swap.json", "a swap's output")):
+        if (out / name).is_file():
+            raise DeepfakeError(f"output {out} holds {what} ({name}): choose another folder for the faceset")
     try:
         (out / fs.CROPS).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

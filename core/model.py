@@ -430,6 +430,12 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", expect: M
     except RuntimeError as e:   # the header check makes this unreachable; keep the message short
         raise ModelError(f"{path} does not fit {CONFIG}: {_one_line(e)}") from None
     del state
+    # A diverged training run saves NaNs; every output of such a model is garbage (an empty mask,
+    # a black face), so it is refused by name rather than swapped with.
+    bad = next((k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ModelError(f"{path}: tensor {MODEL_PREFIX + bad!r} holds NaN or infinite values (the training "
+                         "diverged): use an earlier copy of the model or train it anew")
     for key in _RESERVED_METADATA:
         metadata.pop(key, None)
     return model, config, extras, metadata

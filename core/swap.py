@@ -86,6 +86,15 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
         raise DeepfakeError("overlay needs an alpha channel: use --format png or exr")
     if settings.color == "seamless" and settings.format == "exr":
         raise DeepfakeError("--color seamless works on 8-bit frames only: use mean-std for EXR")
+    if settings.format == "mp4" and settings.bit_depth != 8:
+        raise DeepfakeError("--bit-depth applies to PNG frames; an H.264 movie is 8-bit")
+    # Never into what a user keeps: a model folder (shared, read-only to swap) or a faceset.
+    for folder in (out_r, *out_r.parents):
+        if (folder / "model.safetensors").is_file() or (folder / "config.json").is_file() and \
+                (folder / "state.json").is_file():
+            raise DeepfakeError(f"output {out} is inside the model folder {folder}: choose another path")
+        if (folder / "alignments.json").is_file():
+            raise DeepfakeError(f"output {out} is inside the faceset {folder}: choose another path")
 
 
 class Swapper:
@@ -127,6 +136,8 @@ class Swapper:
         if self.settings.alignments is None:
             return None
         path = self.settings.alignments
+        if path.is_file() and path.name != "alignments.json":
+            raise DeepfakeError(f"--alignments takes a faceset folder or its alignments.json, not {path}")
         faceset = Faceset.load(path.parent if path.name == "alignments.json" else path, check_crops=False)
         mine = source_fingerprint(info)
         theirs = faceset.source
@@ -135,9 +146,11 @@ class Swapper:
                                 "(or the file changed since)")
         return faceset
 
-    def _settings_record(self, colorspace: str) -> dict[str, Any]:
+    def _settings_record(self, colorspace: str, info: Any) -> dict[str, Any]:
         s = self.settings
-        return {"direction": s.direction, "mode": s.mode, "format": s.format, "bit_depth": s.bit_depth,
+        # A movie is written whole: another range is another movie. Frame folders take any range.
+        movie = {"range": [info.start, info.count]} if s.format == "mp4" else {}
+        return {**movie, "direction": s.direction, "mode": s.mode, "format": s.format, "bit_depth": s.bit_depth,
                 "color": s.color, "smooth": s.smooth, "erode": s.erode, "blur": s.blur, "face": s.face,
                 "yuv": s.yuv, "colorspace": colorspace}
 
@@ -165,14 +178,22 @@ class Swapper:
             self.flag(index, "identity_mismatch", distance=round(self.track_distance[chosen.track_id], 3))
         return chosen
 
-    def _prepare(self, item: Pending, converter: ColorConverter) -> None:
+    def _prepare(self, item: Pending, converter: ColorConverter) -> bool:
+        """Align the frame's face; False when its landmarks cannot make a face crop (all on one
+        point, absurd sizes: a hand-edited or foreign alignments file)."""
         lm = item.tracked.landmarks
         item.matrix = alignment_matrix(lm, CROP)
+        scale = float(np.sqrt(abs(np.linalg.det(item.matrix[:, :2])))) if np.isfinite(item.matrix).all() else 0.0
+        if not 1e-3 < scale < 1e3:
+            return False
         item.box = blend.crop_footprint(item.matrix, CROP, item.frame.shape)
         x0, y0, x1, y1 = item.box
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return False
         region = frame_to_network(item.frame[y0:y1, x0:x1, :3], converter)
         item.crop = cv2.warpAffine(region, blend.footprint_matrix(item.matrix, item.box), (CROP, CROP),
                                    flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        return True
 
     @torch.no_grad()
     def _infer(self, items: list[Pending]) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +249,7 @@ class Swapper:
         check_output(self.out, self.input_path, s)
         colorspace = s.colorspace or default_colorspace(info)
         record = swap_output.make_record(source_fingerprint(info), self.model_dir, self.state,
-                                         self._settings_record(colorspace))
+                                         self._settings_record(colorspace, info))
         with self._lock():
             out, action = swap_output.resolve(self.out, s.format, record, "replace" if s.force else s.existing)
             if out == self.out:
@@ -324,12 +345,18 @@ class Swapper:
 
     def _batch(self, batch: list[tuple[int, np.ndarray]], alignments: Faceset | None, aligner: Any,
                tracker: FaceTracker, stats: StatsSmoother, converter: ColorConverter, sink: Any) -> int:
+        if self.settings.color == "seamless" and batch[0][1].dtype != np.uint8:
+            raise DeepfakeError(f"--color seamless works on 8-bit frames only; these are {batch[0][1].dtype} "
+                                "(16-bit PNG or EXR): use mean-std")
         displays = [to_display_uint8(frame[..., :3], converter) for _, frame in batch]
         found: list[list[Face] | None] = [None] * len(batch)
         if alignments is not None:
             for i, (index, _) in enumerate(batch):
                 if index in alignments.frames:
-                    found[i] = [Face(tuple(r.box), r.score, r.landmarks) for r in alignments.frames[index]]
+                    faces = [Face(tuple(r.box), r.score, r.landmarks) for r in alignments.frames[index]]
+                    found[i] = [f for f in faces if plausible(f.landmarks, batch[i][1].shape)]
+                    if len(found[i]) < len(faces):
+                        self.flag(index, "bad_landmarks")
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
             for i, faces in zip(missing, aligner.detect([displays[i] for i in missing])):
@@ -346,7 +373,9 @@ class Swapper:
                     self.flag(index, "landmark_jump", jump=round(item.tracked.jump, 3))
                 if item.tracked.face.score < LOW_SCORE:
                     self.flag(index, "low_score", score=round(item.tracked.face.score, 3))
-                self._prepare(item, converter)
+                if not self._prepare(item, converter):
+                    self.flag(index, "bad_landmarks")
+                    item.tracked = None
             items.append(item)
         active = [it for it in items if it.tracked is not None]
         rgb, learned = self._infer(active) if active else (None, None)
@@ -358,6 +387,18 @@ class Swapper:
                 sink.write(item.index, self._finish(item, rgb[k], learned[k], converter, stats))
                 k += 1
         return len(items)
+
+
+def plausible(landmarks: np.ndarray, frame_shape: tuple[int, ...]) -> bool:
+    """Whether 68 landmarks can be a face in this frame: finite, spread over more than a few
+    pixels, no larger than ten frames, and touching the frame. A hand-edited or foreign
+    alignments file can hold anything; such a face is skipped and flagged, not tracked."""
+    h, w = frame_shape[:2]
+    if not np.isfinite(landmarks).all():
+        return False
+    (x0, y0), (x1, y1) = landmarks.min(axis=0), landmarks.max(axis=0)
+    size = max(x1 - x0, y1 - y0)
+    return 4 <= size <= 10 * max(w, h) and x1 > 0 and y1 > 0 and x0 < w and y0 < h
 
 
 def is_exr(info: Any) -> bool:

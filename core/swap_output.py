@@ -29,7 +29,8 @@ EXISTING: tuple[str, ...] = ("refuse", "replace", "new")
 _DECISIVE = {"source": "source", "model": "model folder", "model_id": "model", "iteration": "model iteration",
              "direction": "direction", "mode": "mode", "format": "format", "bit_depth": "bit depth",
              "color": "colour transfer", "smooth": "smoothing", "erode": "mask erosion", "blur": "mask feather",
-             "face": "face choice", "yuv": "YUV conversion", "colorspace": "colourspace"}
+             "face": "face choice", "yuv": "YUV conversion", "colorspace": "colourspace",
+             "range": "frame range (start, count)"}
 
 
 def frame_name(index: int, fmt: str) -> str:

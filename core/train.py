@@ -283,6 +283,9 @@ class Trainer:
         total = self.settings.iterations
         batch = self.state.batch_size
         start_iteration = self.state.iteration
+        if start_iteration >= total and self.rank == 0:
+            self.events.log(f"the model is already at iteration {start_iteration} (--iterations {total}): "
+                            "nothing to train; pass a larger --iterations to continue")
         if self.rank == 0:
             self.events.log(f"training {self.config.preset} ({self.config.resolution} px) on {self.device}: "
                             f"{len(self.train_a)} faces A, {len(self.train_b)} faces B, batch {batch} + {batch}"
@@ -437,6 +440,9 @@ def estimated_checkpoint_bytes(config: ModelConfig) -> int:
 def train(settings: TrainSettings, events: Events) -> dict[str, Any]:
     if settings.iterations <= 0 or settings.save_every <= 0 or settings.preview_every <= 0:
         raise DeepfakeError("--iterations, --save-every and --preview-every must be positive")
+    same = {str(Path(f).resolve()) for f in settings.facesets_a} & {str(Path(f).resolve()) for f in settings.facesets_b}
+    if same:
+        raise DeepfakeError(f"{sorted(same)[0]} is given as both A and B: A is the face in the footage, B the new face")
     folder = settings.model_dir
     refuse_foreign_folder(folder)
     ensure_writable(folder)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORE_PYTHON, ROOT, VIDEO
+from conftest import CORE_PYTHON, ROOT, VIDEO, run_cli
 
 bpy = pytest.importorskip("bpy")
 
@@ -335,6 +335,45 @@ def test_overlay_swap_lands_on_the_first_free_channel_above(scene, addon, tiny_m
     assert (result.frame_final_start, result.frame_final_duration) == (strip.frame_final_start, 12)
     assert result.blend_type == "ALPHA_OVER" and result.alpha_mode == "STRAIGHT"
     assert result.elements[0].filename == "frame_000010.png" and len(result.elements) == 12
+
+
+def test_swap_after_more_training_replaces_or_keeps_the_earlier_result(tmp_path, scene, addon, tiny_model):
+    """Swap, train further, Swap again: Replace (the default) updates the strip's folder with the new
+    model's frames; Keep leaves it and places a strip reading a new folder beside it."""
+    import shutil
+
+    from blender_deepfake import vse
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model, ignore=shutil.ignore_patterns(".deepfake.lock"))
+    base = tiny_model.parent
+
+    def train_to(iterations: int) -> None:
+        done = run_cli("train", "--faceset-a", base / "d18", "--faceset-b", base / "d19", "--model", model,
+                       "--iterations", iterations, "--batch-size", 2, "--device", "cpu")
+        assert done.returncode == 0, done.stderr
+
+    strip = movie_strip(scene, D18, 0, 4, channel=1, frame_start=1)
+    settings = scene.deepfake
+    settings.model_folder, settings.evaluate = str(model), False
+
+    def swap_once() -> tuple[Path, dict[str, bytes]]:
+        select_only(scene, strip)
+        assert bpy.ops.deepfake.swap() == {"FINISHED"}
+        placed = [s for s in vse.all_strips(scene) if s.type == "IMAGE"][-1]
+        folder = Path(bpy.path.abspath(placed.directory))
+        return folder, {p.name: p.read_bytes() for p in sorted(folder.glob("frame_*.png"))}
+
+    assert settings.swap_existing == "replace"
+    first_folder, first = swap_once()
+    train_to(8)
+    again_folder, again = swap_once()
+    assert again_folder == first_folder and again.keys() == first.keys() and again != first
+    train_to(10)
+    settings.swap_existing = "new"
+    kept_folder, kept = swap_once()
+    assert kept_folder == first_folder.with_name(first_folder.name + "_2") and len(kept) == 4
+    assert {p.name: p.read_bytes() for p in sorted(first_folder.glob("frame_*.png"))} == again
 
 
 def _png(path: Path) -> None:

@@ -425,3 +425,89 @@ def test_every_user_error_is_one_line_and_no_traceback(tmp_path, tiny_model):
     if batch.returncode == 0 or "Traceback" in batch.stderr or not batch.stderr.strip().splitlines()[-1].startswith("error: "):
         failures["fake .blend"] = batch.stderr[-600:]
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+
+
+# -- what a hostile-user trial run found beyond the nine cases --------------------------------------
+def test_reports_never_overwrite_the_source_the_swap_or_each_other(tmp_path, tiny_model):
+    clip = tmp_path / "clip.mp4"  # a copy: a failing check here must not damage the shared footage
+    shutil.copy(D18, clip)
+    before = clip.read_bytes()
+    out = tmp_path / "swap"
+    assert swap(clip, tiny_model, out, "--count", 4).returncode == 0
+    frame = (out / "frame_000000.png").read_bytes()
+    a, b = facesets(tiny_model)
+    evaluate = ("evaluate", "--source", clip, "--swapped", out, "--faceset-a", a, "--faceset-b", b)
+    for argv, words in (((*evaluate, "--json", clip), "would overwrite"),
+                        ((*evaluate, "--html", out / "frame_000000.png"), "would overwrite"),
+                        ((*evaluate, "--json", out / "r.json"), "go inside"),
+                        ((*evaluate, "--json", tmp_path / "r", "--html", tmp_path / "r"), "same file"),
+                        ((*evaluate, "--html", out), "is a folder"),
+                        (("evaluate", "--source", D19, "--swapped", out, "--faceset-a", a, "--faceset-b", b),
+                         "is a swap of")):
+        assert words in one_error_line(run_cli(*argv)), argv
+    assert clip.read_bytes() == before and (out / "frame_000000.png").read_bytes() == frame
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_swap_requests_that_would_write_wrong_or_misplaced_results_are_refused(tmp_path, tiny_model):
+    a, b = facesets(tiny_model)
+    movie = tmp_path / "shot.mp4"
+    assert swap(D18, tiny_model, movie, "--format", "mp4", "--count", 4).returncode == 0
+    cases = [
+        (("swap", D18, "--model", tiny_model, "--out", movie, "--format", "mp4", "--start", 10, "--count", 3),
+         "frame range"),
+        (("swap", D18, "--model", tiny_model, "--out", tmp_path / "x.mp4", "--format", "mp4", "--bit-depth", 16),
+         "8-bit"),
+        (("swap", D18, "--model", tiny_model, "--out", tiny_model / "frames"), "inside the model folder"),
+        (("swap", D18, "--model", tiny_model, "--out", a / "frames"), "inside the faceset"),
+        (("extract", D18, "--out", tiny_model, "--count", 2, "--aligner", "dlib"), "holds a model"),
+        (("train", "--faceset-a", a, "--faceset-b", a, "--model", tmp_path / "m", "--iterations", 2), "both A and B"),
+    ]
+    for argv, words in cases:
+        assert words in one_error_line(run_cli(*argv)), argv
+    assert sorted(p.name for p in tiny_model.iterdir() if not p.name.startswith(".")) == \
+        ["config.json", "model.safetensors", "preview.png", "state.json"]
+
+
+def test_a_diverged_model_and_degenerate_alignments(tmp_path, tiny_model):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    diverged = tmp_path / "diverged"
+    shutil.copytree(tiny_model, diverged, ignore=shutil.ignore_patterns(".deepfake.lock"))
+    with safe_open(str(diverged / "model.safetensors"), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    tensors["model.decoders.b.out.bias"][:] = float("nan")
+    save_file(tensors, str(diverged / "model.safetensors"), metadata=metadata)
+    assert "diverged" in one_error_line(swap(D18, diverged, tmp_path / "o1"))
+    # A hand-edited alignments file whose frame-0 landmarks all sit on one point: that frame is
+    # flagged and left as it was, the rest are swapped.
+    a, _ = facesets(tiny_model)
+    edited = tmp_path / "edited"
+    shutil.copytree(a, edited, ignore=shutil.ignore_patterns(".deepfake.lock"))
+    data = json.loads((edited / "alignments.json").read_text())
+    data["frames"]["0"][0]["landmarks"] = [[100.0, 100.0]] * 68
+    (edited / "alignments.json").write_text(json.dumps(data))
+    out = tmp_path / "o2"
+    done = run_cli("swap", D18, "--model", tiny_model, "--out", out, "--count", 3, "--aligner", "dlib",
+                   "--alignments", edited / "alignments.json", "--face", "largest")
+    assert done.returncode == 0, done.stderr
+    flags = {f["frame"]: f["reasons"] for f in json.loads((out / "flags.json").read_text())["flags"]}
+    assert "bad_landmarks" in flags[0] and 1 not in flags
+    from core.media import open_source
+    with open_source(D18, 0, 1) as source:
+        first = next(iter(source))[1]
+    assert np.array_equal(cv2.cvtColor(cv2.imread(str(out / "frame_000000.png")), cv2.COLOR_BGR2RGB), first)
+
+
+def test_seamless_on_a_16_bit_sequence_is_one_error_line(tmp_path, tiny_model):
+    from core.media import open_source
+
+    plates = tmp_path / "plates16"
+    plates.mkdir()
+    with open_source(D18, 0, 2) as source:
+        for i, frame in source:
+            cv2.imwrite(str(plates / f"p{i}.png"), cv2.cvtColor(frame.astype(np.uint16) * 257, cv2.COLOR_RGB2BGR))
+    message = one_error_line(run_cli("swap", plates, "--model", tiny_model, "--out", tmp_path / "o", "--color",
+                                     "seamless", "--bit-depth", 16, "--aligner", "dlib"))
+    assert "8-bit" in message

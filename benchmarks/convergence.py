@@ -1,0 +1,147 @@
+"""Convergence of a training recipe on a pair, judged on held-out frames against controls.
+
+    .venv/bin/python benchmarks/convergence.py --pair d18 --iterations 3000 --every 500 --out runs/d18_default
+    .venv/bin/python benchmarks/convergence.py --pair hdtf --iterations 3000 --every 500 --out runs/hdtf_default
+
+Pairs: d18 = liveportrait d18 (A, the footage) -> d19 (B); hdtf = AlexandriaOcasioCortez -> KatieHill.
+The last 20 % of each clip's frames are held out of training (`--holdout 0.2`, by time). Every
+`--every` iterations the model is measured on A's held-out frames swapped a2b (re-detected as
+`deepfake evaluate` does): mouth- and eye-opening correlation with the source, landmark error (share
+of the inter-ocular distance), descriptor distance to B beside the mean-face control's, identity
+retrieval, detail kept; and rebuild SSIM / PSNR of both identities' held-out faces against the
+untrained model. Iterations, wall seconds and training samples/s go with every row, so recipes are
+compared at equal iterations and at equal wall time, in one run on one machine.
+
+Writes OUT/convergence.json (rows) and OUT/convergence.png (curves), and prints one row per line.
+A rerun with the same OUT resumes the training and re-measures nothing already measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+VIDEO = ROOT.parent / "shared" / "faces" / "video"
+PAIRS = {"d18": ("liveportrait_d18.mp4", "liveportrait_d19.mp4"),
+         "hdtf": ("hdtf_WDA_AlexandriaOcasioCortez_000.mp4", "hdtf_WDA_KatieHill_000.mp4")}
+HOLDOUT = 0.2
+
+
+def quiet():
+    from core.events import Events
+
+    return Events(jsonl=True, out=open(os.devnull, "w"))
+
+
+def faceset(clip: Path, out: Path) -> Path:
+    from core.extract import ExtractSettings, extract
+
+    if not (out / "alignments.json").is_file() or not json.loads((out / "alignments.json").read_text()).get("complete"):
+        extract(clip, out, ExtractSettings(aligner="dlib"), quiet())
+    return out
+
+
+def held_out_range(clip: Path) -> tuple[int, int]:
+    from core.media import open_source
+
+    with open_source(clip) as source:
+        n = source.info.frame_count
+    first = n - int(round(HOLDOUT * n))
+    return first, n - first
+
+
+def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int) -> dict:
+    from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model
+    from core.swap import SwapSettings, swap
+
+    start, count = held_out_range(clip_a)
+    swapped = work / f"swap_{iteration:06d}"
+    swap(clip_a, model, swapped, SwapSettings(start=start, count=count, aligner="dlib", device="cpu",
+                                              existing="replace"), quiet())
+    clip = evaluate_clip(clip_a, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())
+    rebuild = evaluate_model(model, [fs_a], [fs_b], quiet())
+    s = clip["summary"]
+    row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
+                                         "identity_distance_target", "identity_retrieval", "detail")
+           for v in ("swap", "control")}
+    for identity in ("a", "b"):
+        m = rebuild["identities"][identity]
+        row[f"ssim_{identity}"], row[f"ssim_{identity}_untrained"] = m["ssim"], m["control_ssim"]
+        row[f"psnr_{identity}"] = m["psnr"]
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    its = [r["iteration"] for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    panels = (("mouth / eye correlation", ("mouth_correlation_swap", "mouth_correlation_control", "eye_correlation_swap")),
+              ("distance to B (lower is B)", ("identity_distance_target_swap", "identity_distance_target_control")),
+              ("landmark error / IOD", ("landmark_error_swap",)),
+              ("held-out rebuild SSIM", ("ssim_a", "ssim_b", "ssim_a_untrained")))
+    for ax, (name, keys) in zip(axes, panels):
+        for key in keys:
+            ax.plot(its, [r.get(key) for r in rows], marker="o", label=key.replace("_", " "))
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pair", choices=sorted(PAIRS), default="d18")
+    p.add_argument("--iterations", type=int, default=3000)
+    p.add_argument("--every", type=int, default=500)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+
+    import torch
+
+    from core.train import TrainSettings, train
+
+    out = args.out.absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    clip_a, clip_b = (VIDEO / name for name in PAIRS[args.pair])
+    cache = out.parent / "facesets"
+    fs_a, fs_b = faceset(clip_a, cache / clip_a.stem), faceset(clip_b, cache / clip_b.stem)
+    model = out / "model"
+    record = out / "convergence.json"
+    rows = json.loads(record.read_text())["rows"] if record.is_file() else []
+    wall = rows[-1]["wall_s"] if rows else 0.0
+    for target in range(args.every, args.iterations + 1, args.every):
+        if any(r["iteration"] == target for r in rows):
+            continue
+        t0 = time.monotonic()
+        summary = train(TrainSettings(facesets_a=[fs_a], facesets_b=[fs_b], model_dir=model, preset=args.preset,
+                                      iterations=target, batch_size=args.batch_size, device="cpu",
+                                      seed=args.seed if not rows else None, holdout=HOLDOUT if not rows else None,
+                                      save_every=args.every, preview_every=args.every), quiet())
+        wall += time.monotonic() - t0
+        row = {"iteration": target, "wall_s": round(wall, 1), "samples_per_s": summary["samples_per_s"],
+               "threads": torch.get_num_threads(), **measure(model, clip_a, fs_a, fs_b, out, target)}
+        rows.append(row)
+        record.write_text(json.dumps({"pair": args.pair, "preset": args.preset, "batch_size": args.batch_size,
+                                      "holdout": HOLDOUT, "rows": rows}, indent=1) + "\n")
+        plot(rows, out / "convergence.png", f"{args.pair} {args.preset} batch {args.batch_size}")
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
