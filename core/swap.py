@@ -209,6 +209,9 @@ class Swapper:
         face = np.clip(cv2.resize(rgb, (CROP, CROP), interpolation=cv2.INTER_CUBIC), 0, 1)
         hull = transform_points(item.tracked.landmarks, item.matrix)
         mask = blend.face_mask(hull, CROP, learned=learned, erode=s.erode, blur=s.blur)
+        if not mask.any():  # eroded away (a large --erode / --blur, a tiny face): nothing to paint
+            self.flag(item.index, "empty_mask")
+            return self._unchanged(item.frame)
         if s.color == "mean-std":
             target = stats(item.tracked.track_id, item.index, blend.lab_stats(item.crop, mask))
             face = blend.transfer_color("mean-std", face, item.crop, mask, stats_override=target)

@@ -500,6 +500,16 @@ def test_a_diverged_model_and_degenerate_alignments(tmp_path, tiny_model):
     assert np.array_equal(cv2.cvtColor(cv2.imread(str(out / "frame_000000.png")), cv2.COLOR_BGR2RGB), first)
 
 
+def test_the_largest_accepted_mask_settings_swap_and_flag_what_they_erase(tmp_path, tiny_model):
+    out = tmp_path / "wide"
+    done = run_cli("swap", D18, "--model", tiny_model, "--out", out, "--count", 3, "--aligner", "dlib",
+                   "--erode", 0.5, "--blur", 1.0, "--events", "jsonl")
+    assert done.returncode == 0, done.stderr
+    assert len(frames_of(out)) == 3  # every frame written; a mask eroded to nothing is flagged, not a crash
+    flags = json.loads((out / "flags.json").read_text())["flags"]
+    assert all("empty_mask" in f["reasons"] for f in flags) and len(flags) == 3
+
+
 def test_seamless_on_a_16_bit_sequence_is_one_error_line(tmp_path, tiny_model):
     from core.media import open_source
 
