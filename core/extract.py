@@ -25,7 +25,9 @@ from core.faces.base import Face, FaceAligner
 from core.media import open_source
 from core.outputs import disk_full, ensure_free_space, folder_lock, is_disk_full, remove_stale_temps
 
-SAVE_INTERVAL_S = 5.0
+# How often the alignments are saved while extracting: what a kill -9 can lose at most. Tests
+# set DEEPFAKE_SAVE_INTERVAL_S=0 (every batch) to kill right after a save on any machine.
+SAVE_INTERVAL_S = float(os.environ.get("DEEPFAKE_SAVE_INTERVAL_S", "5"))
 
 
 @dataclass

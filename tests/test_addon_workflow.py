@@ -86,9 +86,13 @@ def test_composite_render_equals_the_source_render_away_from_the_face(scene, add
         changed = (with_swap != source).any(axis=2)
         assert not changed[away].any(), \
             f"frame {timeline_frame}: {int(changed[away].sum())} pixels away from the face differ from the source render"
-        inner = (slice(y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3), slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3))
-        difference = np.abs(with_swap[inner].astype(int) - source[inner]).mean()
-        assert difference > 2.0, f"frame {timeline_frame}: the face looks untouched (mean difference {difference:.2f})"
+        # Where the face is, the render shows the frame the core wrote (whatever a 5-iteration
+        # model painted there), and that frame is not the source.
+        import cv2
+        written = cv2.cvtColor(cv2.imread(str(Path(bpy.path.abspath(swapped.directory)) /
+                                              f"frame_{source_frame:06d}.png")), cv2.COLOR_BGR2RGB)
+        assert np.abs(with_swap.astype(int) - written).max() <= 1, f"frame {timeline_frame}: the render is not the swap"
+        assert (written != source)[~away].any(), f"frame {timeline_frame}: the face is untouched"
 
 
 def test_flags_on_a_real_clip_become_one_marker_per_run(scene, addon, tiny_model):

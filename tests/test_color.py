@@ -123,17 +123,18 @@ def test_float_network_input_is_clipped_and_back_conversion_keeps_dtype(config, 
 
 
 def test_back_conversion_touches_only_the_masked_pixels(frame_uint8):
-    """Compositing in the source's space: convert the masked pixels only, the rest is untouched."""
+    """Compositing in the source's space through core.blend.composite: a linear float frame
+    comes back bit-identical wherever the mask is 0, and changed where it is 1."""
+    from core import blend
+
     source = srgb_to_linear(frame_uint8 / 255.0).astype(np.float32)
     conv = get_converter("Linear Rec.709", _blender_config())
-    mask = np.zeros(source.shape[:2], bool)
-    mask[40:80, 40:80] = True
-    swapped = 1.0 - frame_to_network(source[mask], conv)  # stand-in for the network
-    out = source.copy()
-    out[mask] = network_to_source(swapped, conv, source.dtype)
-    assert np.array_equal(out[~mask], source[~mask])
-    assert not np.allclose(out[mask], source[mask])
-
+    mask = np.zeros(source.shape[:2], np.float32)
+    mask[40:80, 40:80] = 1.0
+    face = conv.from_network(1.0 - frame_to_network(source, conv))  # stand-in for the network, in the source's space
+    out = blend.composite(source, face, mask)
+    assert np.array_equal(out[mask == 0], source[mask == 0])
+    assert not np.allclose(out[mask == 1], source[mask == 1])
 
 def test_non_color_is_identity(config):
     conv = ColorConverter("Non-Color", config)

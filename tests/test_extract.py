@@ -101,8 +101,13 @@ def test_hamilton_audience_gives_several_faces_per_frame(tmp_path):
         assert len(faces) >= 3, (frame, len(faces))
         assert [face.index for face in faces] == list(range(len(faces)))
         assert len({face.file for face in faces}) == len(faces)
-        centres = [tuple(np.round(face.landmarks.mean(axis=0))) for face in faces]
-        assert len(set(centres)) == len(faces)  # distinct people, not one face found twice
+        # Distinct people, not one face found twice: no two faces' centres closer than half the
+        # smaller face's size (two boxes on one face lie well within that).
+        for i, a in enumerate(faces):
+            for b in faces[i + 1:]:
+                size = min(np.ptp(a.landmarks, axis=0).max(), np.ptp(b.landmarks, axis=0).max())
+                gap = np.linalg.norm(a.landmarks.mean(axis=0) - b.landmarks.mean(axis=0))
+                assert gap > 0.5 * size, (frame, a.index, b.index, gap, size)
 
 
 def test_jsonl_events_follow_the_protocol(tmp_path):
@@ -176,12 +181,14 @@ def test_killed_job_leaves_a_faceset_that_resumes(tmp_path, sig):
     out = tmp_path / "fs"
     cmd = [sys.executable, "-m", "core", "extract", str(VIDEO / "liveportrait_s18.mp4"), "--out", str(out),
            "--aligner", "dlib", "--events", "jsonl"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Saved after every batch, so SIGKILL can follow the first save at once: the kill lands with
+    # most of the clip still to do, on a machine of any speed (a sleep past a 5 s save did not).
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DEEPFAKE_SAVE_INTERVAL_S": "0"})
     for line in proc.stdout:
         event = json.loads(line)
-        if event["event"] == "progress" and event["done"] >= 40:
+        if event["event"] == "progress" and event["done"] >= 16 and (out / "alignments.json").is_file():
             break
-    time.sleep(6 if sig == signal.SIGKILL else 0)  # past the periodic save
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     assert proc.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
