@@ -262,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     events = Events(jsonl=args.events == "jsonl")
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and the add-on's Cancel are SIGINT. A process started in the background by a
+    # non-interactive shell (a farm, CI, nohup) inherits SIGINT ignored, and Python then leaves it
+    # ignored: Cancel would do nothing until the runner's SIGTERM. The step always saves and stops.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         {"extract": run_extract, "train": run_train, "swap": run_swap, "evaluate": run_evaluate,
          "info": run_info}[args.step](args, events)

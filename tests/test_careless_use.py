@@ -521,3 +521,21 @@ def test_seamless_on_a_16_bit_sequence_is_one_error_line(tmp_path, tiny_model):
     message = one_error_line(run_cli("swap", plates, "--model", tiny_model, "--out", tmp_path / "o", "--color",
                                      "seamless", "--bit-depth", 16, "--aligner", "dlib"))
     assert "8-bit" in message
+
+
+def test_cancel_works_when_the_launcher_ignores_sigint(tmp_path):
+    """A job started in the background by a non-interactive shell (a farm, CI, nohup) inherits
+    SIGINT ignored; Cancel (SIGINT) must still save and stop it, not let it run to the end."""
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    job = subprocess.Popen([CORE_PYTHON, "-m", "core", "extract", str(VIDEO / "liveportrait_s18.mp4"), "--out",
+                            str(tmp_path / "fs"), "--aligner", "dlib", "--events", "jsonl"], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    for line in job.stdout:
+        if json.loads(line)["event"] == "progress":
+            break
+    job.send_signal(signal.SIGINT)
+    rest, _ = job.communicate(timeout=120)
+    assert job.returncode == 130
+    assert events_of(rest)[-1]["event"] == "error" and "interrupted" in events_of(rest)[-1]["message"]
