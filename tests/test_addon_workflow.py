@@ -35,6 +35,11 @@ def render_frame(scene, frame: int, path: Path) -> np.ndarray:
     scene.frame_set(frame)
     scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
+    return read_png(path)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """An 8-bit PNG as uint8 RGB through bpy (the bpy-only 4.2 environment has no OpenCV)."""
     image = bpy.data.images.load(str(path), check_existing=False)
     try:
         width, height = image.size
@@ -88,9 +93,7 @@ def test_composite_render_equals_the_source_render_away_from_the_face(scene, add
             f"frame {timeline_frame}: {int(changed[away].sum())} pixels away from the face differ from the source render"
         # Where the face is, the render shows the frame the core wrote (whatever a 5-iteration
         # model painted there), and that frame is not the source.
-        import cv2
-        written = cv2.cvtColor(cv2.imread(str(Path(bpy.path.abspath(swapped.directory)) /
-                                              f"frame_{source_frame:06d}.png")), cv2.COLOR_BGR2RGB)
+        written = read_png(Path(bpy.path.abspath(swapped.directory)) / f"frame_{source_frame:06d}.png")
         assert np.abs(with_swap.astype(int) - written).max() <= 1, f"frame {timeline_frame}: the render is not the swap"
         assert (written != source)[~away].any(), f"frame {timeline_frame}: the face is untouched"
 
