@@ -527,7 +527,8 @@ class ClipEvaluator:
 
         self.pairing, self.settings, self.events = pairing, settings, events
         self.record = swap_record(pairing.swapped)
-        recorded = (self.record.get("source") or {}).get("path") if isinstance(self.record.get("source"), dict) else None
+        source = self.record.get("source")
+        recorded = source.get("path") if isinstance(source, dict) else None
         if recorded and Path(recorded).resolve() != Path(pairing.source).resolve():
             raise DeepfakeError(f"{pairing.swapped} is a swap of {recorded}, not of {pairing.source}: "
                                 "give the swap's own source")

@@ -87,13 +87,11 @@ class MovieSink:
         # 4:2:0 needs even sizes; odd ones keep full chroma instead of losing a pixel row.
         self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self.stream.options = {"crf": str(MP4_CRF), "preset": "medium"}
-        self.written = 0
 
     def done(self, index: int) -> bool:
         return False
 
     def write(self, index: int, frame: np.ndarray) -> None:
-        self.written += 1
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_to_depth(frame[..., :3], 8)), format="rgb24")
         for packet in self.stream.encode(video_frame):
             self.container.mux(packet)

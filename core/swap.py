@@ -90,8 +90,8 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
         raise DeepfakeError("--bit-depth applies to PNG frames; an H.264 movie is 8-bit")
     # Never into what a user keeps: a model folder (shared, read-only to swap) or a faceset.
     for folder in (out_r, *out_r.parents):
-        if (folder / "model.safetensors").is_file() or (folder / "config.json").is_file() and \
-                (folder / "state.json").is_file():
+        if (folder / "model.safetensors").is_file() or \
+                ((folder / "config.json").is_file() and (folder / "state.json").is_file()):
             raise DeepfakeError(f"output {out} is inside the model folder {folder}: choose another path")
         if (folder / "alignments.json").is_file():
             raise DeepfakeError(f"output {out} is inside the faceset {folder}: choose another path")
@@ -219,9 +219,8 @@ class Swapper:
             face = blend.transfer_color("histogram", face, item.crop, mask)
         face_net = blend.warp_to_footprint(face, item.matrix, item.box)
         mask_frame = blend.mask_to_frame(mask, item.matrix, item.box)
-        if s.mode == "overlay" and self.encode_display:  # an sRGB PNG layer over a linear plate
-            return blend.overlay_rgba(face_net, mask_frame, np.uint16 if s.bit_depth == 16 else np.uint8,
-                                      box=item.box, frame_shape=item.frame.shape)
+        if s.mode == "overlay" and self.encode_display:  # an sRGB layer over a linear plate; the sink sets the depth
+            return blend.overlay_rgba(face_net, mask_frame, np.float32, box=item.box, frame_shape=item.frame.shape)
         face_src = converter.from_network(face_net) if not converter.is_identity else face_net
         if s.mode == "overlay":
             dtype = item.frame.dtype if s.format == "png" else np.float32
@@ -231,12 +230,9 @@ class Swapper:
         return self._encoded(blend.composite(item.frame, face_src, mask_frame, box=item.box))
 
     def _encoded(self, frame: np.ndarray) -> np.ndarray:
-        """The composited frame as the sink stores it: display sRGB for a float source's PNG."""
-        if not self.encode_display:
-            return frame
-        srgb = frame_to_network(frame[..., :3], self.converter)
-        return np.rint(srgb * (65535.0 if self.settings.bit_depth == 16 else 255.0)).astype(
-            np.uint16 if self.settings.bit_depth == 16 else np.uint8)
+        """The composited frame as the sink stores it: display sRGB (float, the PNG sink sets the
+        bit depth) for a float source's PNG."""
+        return frame_to_network(frame[..., :3], self.converter) if self.encode_display else frame
 
     def _unchanged(self, frame: np.ndarray) -> np.ndarray:
         if self.settings.mode == "overlay":
@@ -249,7 +245,11 @@ class Swapper:
         s = self.settings
         with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as probe:
             info = probe.info
+            dtype = next(iter(probe))[1].dtype if s.color == "seamless" else np.dtype(np.uint8)
         check_output(self.out, self.input_path, s)
+        if dtype != np.uint8:  # before anything is written
+            raise DeepfakeError(f"--color seamless works on 8-bit frames only; these are {dtype} "
+                                "(16-bit PNG or EXR): use mean-std")
         colorspace = s.colorspace or default_colorspace(info)
         record = swap_output.make_record(source_fingerprint(info), self.model_dir, self.state,
                                          self._settings_record(colorspace, info))
@@ -288,8 +288,6 @@ class Swapper:
         # encoded for the display-referred PNG (an 8/16-bit PNG holds sRGB, as Blender reads it).
         self.converter = converter
         self.encode_display = s.format == "png" and is_exr(info)
-        if self.encode_display and s.color == "seamless":
-            raise DeepfakeError("--color seamless works on 8-bit frames only: use mean-std for an EXR source")
         sink = open_sink(self.out, s.format, info.fps, info.width, info.height, s.bit_depth)
         todo = [i for i in range(info.start, info.start + info.count) if not sink.done(i)]
         outputs.ensure_free_space(folder, estimated_bytes(s.format, info.width, info.height, len(todo)),
@@ -348,9 +346,6 @@ class Swapper:
 
     def _batch(self, batch: list[tuple[int, np.ndarray]], alignments: Faceset | None, aligner: Any,
                tracker: FaceTracker, stats: StatsSmoother, converter: ColorConverter, sink: Any) -> int:
-        if self.settings.color == "seamless" and batch[0][1].dtype != np.uint8:
-            raise DeepfakeError(f"--color seamless works on 8-bit frames only; these are {batch[0][1].dtype} "
-                                "(16-bit PNG or EXR): use mean-std")
         displays = [to_display_uint8(frame[..., :3], converter) for _, frame in batch]
         found: list[list[Face] | None] = [None] * len(batch)
         if alignments is not None:

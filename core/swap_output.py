@@ -89,13 +89,12 @@ def _show(value: Any) -> str:
 
 
 def holds_output(out: Path, fmt: str) -> bool:
-    """Whether `out` already holds a swap's output (frames, a movie or a record)."""
+    """Whether `out` already holds a swap's frames (or movie). A record alone, left by a run that
+    failed before its first frame, holds nothing to protect: the next run starts afresh."""
     out = Path(out)
     if fmt == "mp4":
-        return out.is_file() or record_path(out, fmt).is_file()
-    if not out.is_dir():
-        return False
-    return record_path(out, fmt).is_file() or any(FRAME_NAME.match(p.name) for p in out.iterdir())
+        return out.is_file()
+    return out.is_dir() and any(FRAME_NAME.match(p.name) for p in out.iterdir())
 
 
 def clear(out: Path, fmt: str) -> None:

@@ -34,7 +34,8 @@ from core.errors import DeepfakeError
 from core.events import Events
 from core.atomic import write_atomic
 from core.losses import mask_loss, reconstruction_loss, ssim_map, weight_map
-from core.model import PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights, load_model, save_model
+from core.model import (PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights, load_model,
+                        param_count, save_model)
 from core.outputs import (LOCK_NAME, disk_full, ensure_free_space, ensure_writable, folder_lock, is_disk_full,
                           remove_stale_temps)
 from core.train_data import IdentityFaces, load_identity
@@ -433,8 +434,7 @@ def refuse_foreign_folder(folder: Path) -> None:
 def estimated_checkpoint_bytes(config: ModelConfig) -> int:
     """Weights and Adam's two moments in float32, twice (the new file beside the old one)."""
     with torch.device("meta"):
-        n = sum(p.numel() for p in build_model(config).parameters())
-    return n * 4 * 3 * 2
+        return param_count(build_model(config)) * 4 * 3 * 2
 
 
 def train(settings: TrainSettings, events: Events) -> dict[str, Any]:

@@ -228,15 +228,27 @@ def _mount(args: list[str]) -> None:
         pytest.skip(f"mount refused here: {done.stderr.strip()}")
 
 
-@pytest.fixture()
-def readonly_model(tmp_path, tiny_model):
-    folder = tmp_path / "shared_model"
-    # identity.json: the cache an earlier version wrote into model folders must not be there already.
-    shutil.copytree(tiny_model, folder, ignore=shutil.ignore_patterns(".deepfake.lock", "identity.json"))
-    _mount(["--bind", "-o", "ro", str(folder), str(folder)])
+def _bind_read_only(folder: Path):
+    """`folder` made a read-only file system (a bind mount of itself), for as long as the caller yields."""
+    _mount(["--bind", str(folder), str(folder)])
     subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
     yield folder
     subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture()
+def readonly_model(tmp_path, tiny_model):
+    """A model on a read-only share: a read-only mount as root (root ignores permission bits),
+    plain permissions for anyone else."""
+    folder = tmp_path / "shared_model"
+    # identity.json: the cache an earlier version wrote into model folders must not be there already.
+    shutil.copytree(tiny_model, folder, ignore=shutil.ignore_patterns(".deepfake.lock", "identity.json"))
+    if os.geteuid() == 0:
+        yield from _bind_read_only(folder)
+        return
+    folder.chmod(0o555)
+    yield folder
+    folder.chmod(0o755)
 
 
 def test_a_model_on_a_read_only_share_swaps(tmp_path, readonly_model):
@@ -330,10 +342,7 @@ def test_a_disk_that_fills_mid_swap_is_one_error_and_the_frames_so_far_resume(ro
 def readonly_folder(tmp_path):
     folder = tmp_path / "readonly"
     folder.mkdir()
-    _mount(["--bind", str(folder), str(folder)])
-    subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    yield from _bind_read_only(folder)
 
 
 def test_read_only_outputs_are_refused_before_the_work(readonly_folder, tiny_model):
