@@ -1,15 +1,18 @@
 """Convergence of a training recipe on a pair, judged on held-out frames against controls.
 
     .venv/bin/python benchmarks/convergence.py --pair d18 --iterations 3000 --every 500 --out runs/d18_default
-    .venv/bin/python benchmarks/convergence.py --pair hdtf --iterations 3000 --every 500 --out runs/hdtf_default
+    .venv/bin/python benchmarks/convergence.py --pair hdtf --recipe v1 --layout df --out runs/hdtf_v1
+    .venv/bin/python benchmarks/convergence.py --pair d18 --set eye_mouth_priority=30 --set augment.warp=0.12 --out runs/x
 
 Pairs: d18 = liveportrait d18 (A, the footage) -> d19 (B); hdtf = AlexandriaOcasioCortez -> KatieHill.
 The last 20 % of each clip's frames are held out of training (`--holdout 0.2`, by time). Every
 `--every` iterations the model is measured on A's held-out frames swapped a2b (re-detected as
 `deepfake evaluate` does): mouth- and eye-opening correlation with the source, landmark error (share
 of the inter-ocular distance), descriptor distance to B beside the mean-face control's, identity
-retrieval, detail kept; and rebuild SSIM / PSNR of both identities' held-out faces against the
-untrained model. Iterations, wall seconds and training samples/s go with every row, so recipes are
+retrieval, detail kept; the same figures for A's held-out frames rebuilt A->A (the model with B's
+decoder replaced by A's own: what it can carry, against which the swap's figures show how much of
+it reaches B); and rebuild SSIM / PSNR of both identities' held-out faces against the untrained
+model. Iterations, wall seconds and training samples/s go with every row, so recipes are
 compared at equal iterations and at equal wall time, in one run on one machine.
 
 Writes OUT/convergence.json (rows) and OUT/convergence.png (curves), and prints one row per line.
@@ -55,25 +58,66 @@ def held_out_range(clip: Path) -> tuple[int, int]:
     return first, n - first
 
 
-def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int) -> dict:
-    from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model
+def rebuild_model(model: Path, out: Path) -> Path:
+    """A copy of the model whose B side is A's own (DF: decoder a as decoder b; LIAE: the shared
+    inter block as B's): its a2b swap is A rebuilt, composited and measured like a swap."""
+    import shutil
+
+    from core.model import load_model, save_model
+
+    net, config, _, metadata = load_model(model)
+    if config.layout == "df":
+        net.decoders["b"].load_state_dict(net.decoders["a"].state_dict())
+    else:
+        net.inter["b"].load_state_dict(net.inter["ab"].state_dict())
+    save_model(out, net, config, metadata={"state": metadata["state"]})
+    shutil.copy(model / "state.json", out / "state.json")
+    return out
+
+
+def swap_and_evaluate(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, swapped: Path) -> dict:
+    from core.evaluate import EvaluateSettings, evaluate_clip
     from core.swap import SwapSettings, swap
 
     start, count = held_out_range(clip_a)
-    swapped = work / f"swap_{iteration:06d}"
     swap(clip_a, model, swapped, SwapSettings(start=start, count=count, aligner="dlib", device="cpu",
                                               existing="replace"), quiet())
-    clip = evaluate_clip(clip_a, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())
+    return evaluate_clip(clip_a, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())["summary"]
+
+
+def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int) -> dict:
+    from core.evaluate import evaluate_model
+
+    s = swap_and_evaluate(model, clip_a, fs_a, fs_b, work / f"swap_{iteration:06d}")
+    r = swap_and_evaluate(rebuild_model(model, work / "rebuild_model"), clip_a, fs_a, fs_b, work / "rebuild")
     rebuild = evaluate_model(model, [fs_a], [fs_b], quiet())
-    s = clip["summary"]
     row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
                                          "identity_distance_target", "identity_retrieval", "detail")
            for v in ("swap", "control")}
+    row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "detail")}
     for identity in ("a", "b"):
         m = rebuild["identities"][identity]
         row[f"ssim_{identity}"], row[f"ssim_{identity}_untrained"] = m["ssim"], m["control_ssim"]
         row[f"psnr_{identity}"] = m["psnr"]
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def make_recipe(name: str, overrides: list[str]):
+    """A named recipe with KEY=VALUE overrides (the name records them, for the plot and the JSON)."""
+    import dataclasses
+
+    from core.recipe import RECIPES
+
+    recipe = RECIPES[name]
+    for item in overrides:
+        key, _, text = item.partition("=")
+        target = recipe.augment if key.startswith("augment.") else recipe
+        field = key.removeprefix("augment.")
+        kind = type(getattr(target, field))
+        value = tuple(float(v) for v in text.split(",")) if kind is tuple else (text == "true" if kind is bool else kind(text))
+        changed = dataclasses.replace(target, **{field: value})
+        recipe = dataclasses.replace(recipe, augment=changed) if target is recipe.augment else changed
+    return dataclasses.replace(recipe, name=" ".join([name, *overrides])) if overrides else recipe
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -84,7 +128,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     its = [r["iteration"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = (("mouth / eye correlation", ("mouth_correlation_swap", "mouth_correlation_control", "eye_correlation_swap")),
+    panels = (("mouth / eye correlation", ("mouth_correlation_swap", "mouth_correlation_control",
+                                           "mouth_correlation_rebuild", "eye_correlation_swap")),
               ("distance to B (lower is B)", ("identity_distance_target_swap", "identity_distance_target_control")),
               ("landmark error / IOD", ("landmark_error_swap",)),
               ("held-out rebuild SSIM", ("ssim_a", "ssim_b", "ssim_a_untrained")))
@@ -108,12 +153,19 @@ def main() -> int:
     p.add_argument("--preset", default="small")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", default="v2", help="a named recipe (core.recipe.RECIPES) to start from")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. eye_mouth_priority=30, betas=0.9,0.999, augment.warp=0.12")
+    p.add_argument("--layout", default=None, help="df or liae (default: the trainer's)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
     import torch
 
-    from core.train import TrainSettings, train
+    from core.train import DEFAULT_LAYOUT, TrainSettings, train
+
+    recipe = make_recipe(args.recipe, args.set)
+    layout = args.layout or DEFAULT_LAYOUT
 
     out = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -131,14 +183,16 @@ def main() -> int:
         summary = train(TrainSettings(facesets_a=[fs_a], facesets_b=[fs_b], model_dir=model, preset=args.preset,
                                       iterations=target, batch_size=args.batch_size, device="cpu",
                                       seed=args.seed if not rows else None, holdout=HOLDOUT if not rows else None,
+                                      recipe=recipe, layout=layout,
                                       save_every=args.every, preview_every=args.every), quiet())
         wall += time.monotonic() - t0
         row = {"iteration": target, "wall_s": round(wall, 1), "samples_per_s": summary["samples_per_s"],
                "threads": torch.get_num_threads(), **measure(model, clip_a, fs_a, fs_b, out, target)}
         rows.append(row)
         record.write_text(json.dumps({"pair": args.pair, "preset": args.preset, "batch_size": args.batch_size,
-                                      "holdout": HOLDOUT, "rows": rows}, indent=1) + "\n")
-        plot(rows, out / "convergence.png", f"{args.pair} {args.preset} batch {args.batch_size}")
+                                      "holdout": HOLDOUT, "layout": layout, "recipe": recipe.to_json(),
+                                      "rows": rows}, indent=1) + "\n")
+        plot(rows, out / "convergence.png", f"{args.pair} {args.preset} {layout} {recipe.name} {' '.join(args.set)}")
         print(json.dumps(row), flush=True)
     return 0
 

@@ -75,12 +75,13 @@ def apply_colour_jitter(images: torch.Tensor, jitter: torch.Tensor) -> torch.Ten
 
 
 def augment(faces: torch.Tensor, extras: torch.Tensor, settings: AugmentSettings,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            generator: torch.Generator, warp: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(warped input, target, target extras) from faces (n, 3, s, s) in [0, 1] and per-face maps
     (n, k, s, s) such as the landmark mask and loss weights.
 
     Input and target share the affine jitter and the colour jitter; only the input is warped,
-    so the network learns to undo the warp and rebuild the un-warped face.
+    so the network learns to undo the warp and rebuild the un-warped face. `warp=False` feeds
+    the target itself (a recipe's unwarped steps).
     """
     n, _, size, _ = faces.shape
     device = faces.device
@@ -88,7 +89,10 @@ def augment(faces: torch.Tensor, extras: torch.Tensor, settings: AugmentSettings
     stacked = torch.cat([faces, extras], dim=1)
     target_all = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="border", align_corners=False)
     target, target_extras = target_all[:, :3], target_all[:, 3:]
-    warped_grid = grid + random_warp_offsets(n, size, settings, generator, device)
-    warped = F.grid_sample(faces, warped_grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if warp:
+        warped_grid = grid + random_warp_offsets(n, size, settings, generator, device)
+        warped = F.grid_sample(faces, warped_grid, mode="bilinear", padding_mode="border", align_corners=False)
+    else:
+        warped = target
     jitter = draw_colour_jitter(n, settings, generator, device)
     return apply_colour_jitter(warped, jitter), apply_colour_jitter(target, jitter), target_extras

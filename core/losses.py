@@ -1,15 +1,15 @@
 """Reconstruction losses: L1 plus structural dissimilarity, weighted towards the face.
 
-The weight map is 1 inside the landmark hull, `EYE_MOUTH_WEIGHT` on the eyes and mouth (where
-viewers look and where a blurred swap gives itself away) and `BACKGROUND_WEIGHT` outside the
-face, which the swap never shows anyway. The mask channel learns the landmark hull.
+The weight map is 1 inside the landmark hull, the recipe's eye/mouth weight on the eyes and mouth
+(where viewers look and where a blurred swap gives itself away) and `BACKGROUND_WEIGHT` outside
+the face, which the swap never shows anyway. The recipe's eye/mouth priority adds an L1 on those
+pixels alone. The mask channel learns the landmark hull.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-EYE_MOUTH_WEIGHT = 3.0
 BACKGROUND_WEIGHT = 0.1
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -41,17 +41,22 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ssim.mean(dim=1, keepdim=True)
 
 
-def weight_map(hull: torch.Tensor, eyes_mouth: torch.Tensor) -> torch.Tensor:
+def weight_map(hull: torch.Tensor, eyes_mouth: torch.Tensor, eye_mouth_weight: float = 3.0) -> torch.Tensor:
     """(n, 1, h, w) loss weights from the hull mask and the eye/mouth mask, both in [0, 1]."""
-    return BACKGROUND_WEIGHT + (1 - BACKGROUND_WEIGHT) * hull + (EYE_MOUTH_WEIGHT - 1) * eyes_mouth
+    return BACKGROUND_WEIGHT + (1 - BACKGROUND_WEIGHT) * hull + (eye_mouth_weight - 1) * eyes_mouth
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of L1 + DSSIM ((1 - SSIM) / 2), one scalar for the batch."""
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                        priority: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted mean of L1 + DSSIM ((1 - SSIM) / 2), one scalar for the batch; `priority`
+    (n, 1, h, w) adds an L1 weighted per pixel in the same units (the hull's weight is 1)."""
     pred, target, weights = pred.float(), target.float(), weights.float()
     l1 = (pred - target).abs().mean(dim=1, keepdim=True)
     dssim = (1 - ssim_map(pred, target)) / 2
-    return ((l1 + dssim) * weights).sum() / weights.sum().clamp_min(1e-6)
+    total = ((l1 + dssim) * weights).sum()
+    if priority is not None:
+        total = total + (l1 * priority.float()).sum()
+    return total / weights.sum().clamp_min(1e-6)
 
 
 def mask_loss(pred_mask: torch.Tensor, hull: torch.Tensor) -> torch.Tensor:

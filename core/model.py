@@ -66,6 +66,10 @@ class ModelConfig:
     latent: int
     decoder_channels: tuple[int, ...]
     format_version: int = FORMAT_VERSION
+    # "df": a decoder per identity (faceswap "original", DeepFaceLab DF). "liae": one decoder
+    # shared by both people, identity carried by per-person dense layers (DeepFaceLab LIAE):
+    # what ties A's code for "mouth open" to the face B is painted with.
+    layout: str = "df"
 
     @property
     def bottleneck_size(self) -> int:
@@ -76,6 +80,8 @@ class ModelConfig:
         """Raise ModelError (one line) when the numbers cannot describe a working network."""
         if self.preset not in PRESETS:
             raise ModelError(f"unknown model preset {self.preset!r}; known: {', '.join(PRESETS)}")
+        if self.layout not in LAYOUTS:
+            raise ModelError(f"unknown model layout {self.layout!r}; known: {', '.join(LAYOUTS)}")
         if self.format_version != FORMAT_VERSION:
             raise ModelError(f"model format version {self.format_version} is not supported "
                              f"(this version reads {FORMAT_VERSION})")
@@ -107,11 +113,11 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ModelError(f"{where}: expected a JSON object, got {type(data).__name__}")
         fields = {"preset": str, "resolution": int, "encoder_channels": list, "latent": int,
-                  "decoder_channels": list, "format_version": int}
+                  "decoder_channels": list, "format_version": int, "layout": str}
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ModelError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
-        missing = [k for k in fields if k not in data and k != "format_version"]
+        missing = [k for k in fields if k not in data and k not in ("format_version", "layout")]
         if missing:
             raise ModelError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
         for key, kind in fields.items():
@@ -123,7 +129,8 @@ class ModelConfig:
         config = cls(preset=data["preset"], resolution=data["resolution"],
                      encoder_channels=tuple(data["encoder_channels"]), latent=data["latent"],
                      decoder_channels=tuple(data["decoder_channels"]),
-                     format_version=data.get("format_version", FORMAT_VERSION))
+                     format_version=data.get("format_version", FORMAT_VERSION),
+                     layout=data.get("layout", "df"))  # folders from before the layout option are DF
         try:
             config.validate()
         except ModelError as e:
@@ -131,13 +138,15 @@ class ModelConfig:
         return config
 
     def describe(self) -> str:
-        return f"preset {self.preset!r} ({self.resolution} px)"
+        return f"preset {self.preset!r} ({self.resolution} px, {self.layout.upper()} layout)"
 
 
 def _is(value: Any, kind: type) -> bool:
     """isinstance that refuses bool as int (JSON true is not a channel count)."""
     return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
+
+LAYOUTS = ("df", "liae")
 
 PRESETS: dict[str, ModelConfig] = {
     # 64 px, 4x4 bottleneck: CPU tests and quick trials. Sized so 16 + 16 faces train at >= 1 it/s
@@ -212,33 +221,14 @@ class Residual(nn.Module):
         return self.act2(x + self.conv2(self.act1(self.conv1(x))))
 
 
-class Encoder(nn.Module):
-    """Shared: image -> convs -> dense latent -> dense spatial tensor -> one upscale."""
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        chans = (3, *config.encoder_channels)
-        self.down = nn.Sequential(*(Down(a, b) for a, b in zip(chans, chans[1:])))
-        side, last = config.bottleneck_size, config.encoder_channels[-1]
-        self.shape = (last, side, side)
-        self.to_latent = nn.Linear(last * side * side, config.latent)
-        self.from_latent = nn.Linear(config.latent, last * side * side)
-        self.up = Up(last, config.decoder_channels[0])
-
-    def forward(self, x: Tensor) -> Tensor:
-        # flatten/reshape, not view: under channels_last the conv output is not contiguous.
-        z = self.to_latent(self.down(x).flatten(1))
-        return self.up(self.from_latent(z).reshape(-1, *self.shape))
-
-
 class Decoder(nn.Module):
     """One identity: upscale blocks (a residual block after each but the last, full-size one,
     where it would cost the most), then a 1x1 conv to RGB + mask (as DeepFaceLab: the upscale's
     3x3 conv already sees the neighbourhood; a 5x5 here cost 10 % of a CPU step)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, inputs: int | None = None):
         super().__init__()
-        chans = config.decoder_channels
+        chans = (inputs or config.decoder_channels[0], *config.decoder_channels[1:])
         blocks: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(chans, chans[1:])):
             blocks.append(Up(a, b))
@@ -252,16 +242,63 @@ class Decoder(nn.Module):
         return y[:, :3], y[:, 3:]
 
 
+class Features(nn.Module):
+    """LIAE's shared encoder: the convs only; the dense layers belong to the inter blocks."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        chans = (3, *config.encoder_channels)
+        self.down = nn.Sequential(*(Down(a, b) for a, b in zip(chans, chans[1:])))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(x).flatten(1)
+
+
+class Inter(nn.Module):
+    """Dense latent -> dense spatial tensor -> one upscale: the encoder's tail in the DF layout,
+    one per role in LIAE ("ab" for everyone, "b" for B's identity)."""
+
+    def __init__(self, config: ModelConfig, convs: nn.Module | None = None):
+        super().__init__()
+        if convs is not None:  # registered first: the tensor order (and init order) of DF folders
+            self.down = convs
+        side, last = config.bottleneck_size, config.encoder_channels[-1]
+        self.shape = (last, side, side)
+        self.to_latent = nn.Linear(last * side * side, config.latent)
+        self.from_latent = nn.Linear(config.latent, last * side * side)
+        self.up = Up(last, config.decoder_channels[0])
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.up(self.from_latent(self.to_latent(features)).reshape(-1, *self.shape))
+
+
+class Encoder(Inter):
+    """DF's shared encoder: the convs, then the dense tail both decoders read (the tensor names
+    are those of every DF model folder: down.*, to_latent, from_latent, up)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, convs=Features(config).down)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # flatten, not view: under channels_last the conv output is not contiguous.
+        return super().forward(self.down(x).flatten(1))
+
+
 class FaceSwapModel(nn.Module):
-    """Shared encoder + one decoder per identity. Inputs and outputs are float RGB in [0, 1];
+    """Shared encoder + one decoder per identity (DF) or shared encoder and decoder (LIAE). Inputs and outputs are float RGB in [0, 1];
     under autocast the outputs are still float32, so losses run at full precision."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         config.validate()
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoders = nn.ModuleDict({name: Decoder(config) for name in IDENTITIES})
+        if config.layout == "df":
+            self.encoder = Encoder(config)
+            self.decoders = nn.ModuleDict({name: Decoder(config) for name in IDENTITIES})
+        else:
+            self.encoder = Features(config)
+            self.inter = nn.ModuleDict({"ab": Inter(config), "b": Inter(config)})
+            self.decoder = Decoder(config, inputs=2 * config.decoder_channels[0])
 
     def encode(self, x: Tensor) -> Tensor:
         """[B,3,H,W] -> the shared representation both decoders read."""
@@ -270,10 +307,18 @@ class FaceSwapModel(nn.Module):
         return self.encoder(x)
 
     def decode(self, latent: Tensor, identity: str) -> tuple[Tensor, Tensor]:
-        """-> (rgb [B,3,H,W], mask [B,1,H,W]), both in [0, 1]."""
-        if identity not in self.decoders:
+        """-> (rgb [B,3,H,W], mask [B,1,H,W]), both in [0, 1].
+
+        LIAE (as DeepFaceLab trains it): A is painted from its shared code twice, B from B's own
+        code beside the shared one, so swapping to B is A's shared code (pose, expression) beside
+        what B's inter block makes of A's face."""
+        if identity not in IDENTITIES:
             raise ModelError(f"unknown identity {identity!r}; the model has {', '.join(IDENTITIES)}")
-        return self.decoders[identity](latent)
+        if self.config.layout == "df":
+            return self.decoders[identity](latent)
+        shared = self.inter["ab"](latent)
+        own = shared if identity == "a" else self.inter["b"](latent)
+        return self.decoder(torch.cat([own, shared], dim=1))
 
     def forward(self, x: Tensor, identity: str) -> tuple[Tensor, Tensor]:
         return self.decode(self.encode(x), identity)
@@ -469,5 +514,5 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-__all__ = ["ModelError", "ModelConfig", "PRESETS", "FaceSwapModel", "build_model", "param_count",
+__all__ = ["ModelError", "ModelConfig", "PRESETS", "LAYOUTS", "FaceSwapModel", "build_model", "param_count",
            "save_model", "load_config", "load_model", "unwrap", "config_from_weights"]

@@ -1,11 +1,9 @@
 """The Train step: one shared encoder, a decoder per identity, resumable to the iteration.
 
-Hyper-parameters and why:
-- Adam, learning rate 5e-5, betas (0.5, 0.999): the values faceswap's original trainer has run
-  for years on this architecture family; beta1 = 0.5 keeps the momentum short, which the
-  constantly shifting warped inputs need.
-- Loss per identity: weighted L1 + DSSIM on the face (core.losses) plus the mask's L1 against the
-  landmark hull.
+Hyper-parameters live in the model's recipe (core.recipe: optimiser, loss weights, augmentation),
+fixed when the model is made and recorded in its state; docs/TRAINING.md holds the measurements
+that chose the default. Loss per identity: weighted L1 + DSSIM on the face (core.losses), the
+recipe's eyes-and-mouth priority, plus the mask's L1 against the landmark hull.
 - A checkpoint is one safetensors file (weights, Adam state, RNG states) with the state JSON in
   its metadata, replaced atomically; `state.json` beside it is a readable copy. Resuming restores
   all of it, so on the CPU with a fixed seed, 20 + 20 iterations give the weights of 40 straight.
@@ -28,20 +26,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from core.augment import AugmentSettings, augment
+from core.augment import augment
 from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
 from core.atomic import write_atomic
 from core.losses import mask_loss, reconstruction_loss, ssim_map, weight_map
-from core.model import (PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights, load_model,
-                        param_count, save_model)
+from core.model import (LAYOUTS, PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights,
+                        load_model, param_count, save_model)
+from core.recipe import DEFAULT as DEFAULT_RECIPE, V1, Recipe
 from core.outputs import (LOCK_NAME, disk_full, ensure_free_space, ensure_writable, folder_lock, is_disk_full,
                           remove_stale_temps)
 from core.train_data import IdentityFaces, load_identity
 
-LEARNING_RATE = 5e-5
-BETAS = (0.5, 0.999)
+DEFAULT_LAYOUT = "df"
 LOG_EVERY = 10
 PREVIEW_FACES = 6
 
@@ -59,7 +57,8 @@ class TrainSettings:
     holdout: float | None = None  # None: 0 for a new model; a resumed model keeps its own split
     save_every: int = 250
     preview_every: int = 250
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    recipe: Recipe | None = None  # None: the default for a new model; a resumed model keeps its own
+    layout: str | None = None  # None: DEFAULT_LAYOUT for a new model; a resumed model keeps its own
 
 
 @dataclass
@@ -71,8 +70,7 @@ class TrainState:
     facesets_a: list[str] = field(default_factory=list)
     facesets_b: list[str] = field(default_factory=list)
     holdout: float = 0.0
-    learning_rate: float = LEARNING_RATE
-    betas: tuple[float, float] = BETAS
+    recipe: dict[str, Any] | None = None  # Recipe.to_json(); None in states from before recipes (v1)
     model_id: str | None = None  # made once per model: what a swap's record names
     # Every stretch of training with its facesets: [{"from": it, "facesets_a": [...], "facesets_b": [...]}].
     # facesets_a / facesets_b above are the latest stretch's (what swap and evaluate use).
@@ -102,9 +100,12 @@ def _device_tensors(data: IdentityFaces, device: torch.device) -> tuple[torch.Te
     return faces, maps
 
 
-def identity_loss(rgb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+def identity_loss(rgb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, maps: torch.Tensor,
+                  recipe: Recipe) -> torch.Tensor:
     hull, eyes_mouth = maps[:, :1], maps[:, 1:]
-    return reconstruction_loss(rgb, target, weight_map(hull, eyes_mouth)) + mask_loss(mask, hull)
+    priority = eyes_mouth * recipe.eye_mouth_priority if recipe.eye_mouth_priority else None
+    return (reconstruction_loss(rgb, target, weight_map(hull, eyes_mouth, recipe.eye_mouth_weight), priority)
+            + mask_loss(mask, hull))
 
 
 class Trainer:
@@ -128,10 +129,18 @@ class Trainer:
         self.train_b, self.held_b = load_identity(settings.facesets_b, res, holdout)
         self.data_a = _device_tensors(self.train_a, self.device)
         self.data_b = _device_tensors(self.train_b, self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE, betas=BETAS)
+        if previous is None:
+            self.recipe = settings.recipe or DEFAULT_RECIPE
+        else:
+            recorded = previous.get("recipe")
+            self.recipe = Recipe.from_json(recorded) if recorded is not None else V1
+            if settings.recipe is not None and settings.recipe != self.recipe:
+                raise DeepfakeError(f"the model in {settings.model_dir} was started with recipe {self.recipe.name!r}; "
+                                    "a resumed model keeps it: drop the recipe option, or train a new model in another folder")
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.recipe.learning_rate, betas=self.recipe.betas)
         self.sample_rng = torch.Generator().manual_seed(seed * 1000 + self.rank)
         self.augment_rng = torch.Generator(device=self.device).manual_seed(seed * 1000 + 500 + self.rank)
-        self.state = TrainState(seed=seed, holdout=holdout, model_id=uuid.uuid4().hex,
+        self.state = TrainState(seed=seed, holdout=holdout, model_id=uuid.uuid4().hex, recipe=self.recipe.to_json(),
                                 facesets_a=[str(Path(p).resolve()) for p in settings.facesets_a],
                                 facesets_b=[str(Path(p).resolve()) for p in settings.facesets_b])
         self.state.runs = [{"from": 0, "facesets_a": self.state.facesets_a, "facesets_b": self.state.facesets_b}]
@@ -154,9 +163,15 @@ class Trainer:
         folder = self.settings.model_dir
         if self.settings.preset not in PRESETS:
             raise DeepfakeError(f"unknown preset {self.settings.preset!r}: one of {', '.join(PRESETS)}")
-        wanted = PRESETS[self.settings.preset]
+        layout = self.settings.layout
+        if layout is not None and layout not in LAYOUTS:
+            raise DeepfakeError(f"unknown layout {layout!r}: one of {', '.join(LAYOUTS)}")
+        wanted = dataclasses.replace(PRESETS[self.settings.preset], layout=layout or DEFAULT_LAYOUT)
         if model_folder_state(folder, self.events) == "model":
             model, config, extras, metadata = load_model(folder, device=str(self.device), expect=wanted)
+            if layout is not None and layout != config.layout:
+                raise DeepfakeError(f"the model in {folder} has the {config.layout.upper()} layout; a resumed model keeps "
+                                    f"it: drop --layout (or pass {config.layout}), or train a new model in another folder")
             self.events.log(f"resuming the model in {folder}")
             return config, model, (extras, metadata)
         torch.manual_seed(self.settings.seed or 0)
@@ -178,7 +193,7 @@ class Trainer:
         asked_a, asked_b = self.state.facesets_a, self.state.facesets_b
         known = {f.name for f in dataclasses.fields(TrainState)}
         self.state = TrainState(**{k: v for k, v in state.items() if k in known})
-        self.state.betas = tuple(self.state.betas)
+        self.state.recipe = self.recipe.to_json()
         if not self.state.runs:  # a model of an earlier version: its first stretch is what it recorded
             self.state.runs = [{"from": 0, "facesets_a": self.state.facesets_a, "facesets_b": self.state.facesets_b}]
         if (asked_a, asked_b) != (self.state.facesets_a, self.state.facesets_b):
@@ -263,14 +278,18 @@ class Trainer:
     def _step(self, batch: int, dry_run: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         faces_a, maps_a = self._sample(self.data_a, batch)
         faces_b, maps_b = self._sample(self.data_b, batch)
-        in_a, target_a, tmaps_a = augment(faces_a, maps_a, self.settings.augment, self.augment_rng)
-        in_b, target_b, tmaps_b = augment(faces_b, maps_b, self.settings.augment, self.augment_rng)
+        recipe = self.recipe
+        warp = recipe.warped(self.state.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = recipe.learning_rate_at(self.state.iteration, batch * self.world)
+        in_a, target_a, tmaps_a = augment(faces_a, maps_a, recipe.augment, self.augment_rng, warp)
+        in_b, target_b, tmaps_b = augment(faces_b, maps_b, recipe.augment, self.augment_rng, warp)
         if self.device.type == "cuda":
             in_a, in_b = in_a.contiguous(memory_format=torch.channels_last), in_b.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             rgb_a, mask_a, rgb_b, mask_b = self.step_module(in_a, in_b) if not dry_run else TrainStep(self.model)(in_a, in_b)
-        loss_a = identity_loss(rgb_a, mask_a, target_a, tmaps_a)
-        loss_b = identity_loss(rgb_b, mask_b, target_b, tmaps_b)
+        loss_a = identity_loss(rgb_a, mask_a, target_a, tmaps_a, recipe)
+        loss_b = identity_loss(rgb_b, mask_b, target_b, tmaps_b, recipe)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss_a + loss_b).backward()
         if dry_run:
