@@ -156,16 +156,19 @@ def main() -> int:
     p.add_argument("--recipe", default="v2", help="a named recipe (core.recipe.RECIPES) to start from")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. eye_mouth_priority=30, betas=0.9,0.999, augment.warp=0.12")
-    p.add_argument("--layout", default=None, help="df or liae (default: the trainer's)")
+    p.add_argument("--layout", default=None, help="df or liae (default: the trainer's, or the --init model's)")
+    p.add_argument("--init", type=Path, default=None, help="start from this pretrained model (benchmarks/pretrain.py)")
+    p.add_argument("--reset", default="bottleneck", help="what of --init starts anew: bottleneck or none")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
     import torch
 
-    from core.train import DEFAULT_LAYOUT, TrainSettings, train
+    from core.model import load_config
+    from core.train import TrainSettings, train
 
     recipe = make_recipe(args.recipe, args.set)
-    layout = args.layout or DEFAULT_LAYOUT
+    layout = args.layout
 
     out = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -183,16 +186,19 @@ def main() -> int:
         summary = train(TrainSettings(facesets_a=[fs_a], facesets_b=[fs_b], model_dir=model, preset=args.preset,
                                       iterations=target, batch_size=args.batch_size, device="cpu",
                                       seed=args.seed if not rows else None, holdout=HOLDOUT if not rows else None,
-                                      recipe=recipe, layout=layout,
+                                      recipe=recipe, layout=layout if not rows else None,
+                                      init=args.init.absolute() if args.init and not rows else None, reset=args.reset,
                                       save_every=args.every, preview_every=args.every), quiet())
         wall += time.monotonic() - t0
         row = {"iteration": target, "wall_s": round(wall, 1), "samples_per_s": summary["samples_per_s"],
                "threads": torch.get_num_threads(), **measure(model, clip_a, fs_a, fs_b, out, target)}
         rows.append(row)
+        layout = load_config(model).layout
         record.write_text(json.dumps({"pair": args.pair, "preset": args.preset, "batch_size": args.batch_size,
                                       "holdout": HOLDOUT, "layout": layout, "recipe": recipe.to_json(),
+                                      "init": str(args.init) if args.init else None, "reset": args.reset,
                                       "rows": rows}, indent=1) + "\n")
-        plot(rows, out / "convergence.png", f"{args.pair} {args.preset} {layout} {recipe.name} {' '.join(args.set)}")
+        plot(rows, out / "convergence.png", f"{args.pair} {args.preset} {layout} {recipe.name}{' init' if args.init else ''}")
         print(json.dumps(row), flush=True)
     return 0
 

@@ -51,6 +51,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save-every", type=number(int, 1, 10**9), default=250)
+    p.add_argument("--preview-every", type=number(int, 1, 10**9), default=250)
+    p.add_argument("--events", choices=["jsonl"], default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="deepfake", description="Face swap for video: extract, train, swap, evaluate.")
     steps = parser.add_subparsers(dest="step", required=True)
@@ -84,9 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random seed of a new model (default 0); a resumed model continues its own random streams")
     tr.add_argument("--holdout", type=number(float, 0.0, 0.9), default=None,
                     help="share of each faceset's last frames kept out of training, 0..0.9 (default 0; a resumed model keeps its own)")
-    tr.add_argument("--save-every", type=number(int, 1, 10**9), default=250)
-    tr.add_argument("--preview-every", type=number(int, 1, 10**9), default=250)
-    tr.add_argument("--events", choices=["jsonl"], default=None)
+    tr.add_argument("--layout", choices=["df", "liae"], default=None,
+                    help="df: a decoder per person; liae: one shared decoder (default: liae, or the --init model's)")
+    tr.add_argument("--init", type=Path, default=None, help="start a new model from this pretrained one (`deepfake pretrain`)")
+    tr.add_argument("--reset", choices=["bottleneck", "none"], default="bottleneck",
+                    help="what of the --init model starts anew (default: bottleneck, the dense latent)")
+    _training_options(tr)
+
+    pt = steps.add_parser("pretrain", help="train a generic model on many people, for pairs to start from (train --init)")
+    pt.add_argument("--faceset", type=Path, action="append", required=True, help="a person's faceset; repeat for each")
+    pt.add_argument("--model", type=Path, required=True, help="model folder: created, or resumed if it exists")
+    pt.add_argument("--preset", choices=["small", "standard", "large"], default="small")
+    pt.add_argument("--layout", choices=["df", "liae"], default=None, help="default: liae")
+    pt.add_argument("--iterations", type=number(int, 1, 10**9), default=10000, help="train until this iteration")
+    pt.add_argument("--batch-size", type=number(int, 1, 512), default=None)
+    pt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pt.add_argument("--seed", type=number(int, 0, 2**31 - 1), default=None)
+    _training_options(pt)
 
     sw = steps.add_parser("swap", help="replace the trained person's face in a movie or image sequence")
     sw.add_argument("input", type=Path, help="a movie file or a folder of PNG / JPEG / EXR frames")
@@ -169,8 +189,22 @@ def run_train(args: argparse.Namespace, events: Events) -> None:
     settings = TrainSettings(facesets_a=args.faceset_a, facesets_b=args.faceset_b, model_dir=args.model,
                              preset=args.preset, iterations=args.iterations, batch_size=args.batch_size,
                              device=args.device, seed=args.seed, holdout=args.holdout,
-                             save_every=args.save_every, preview_every=args.preview_every)
-    summary = train(settings, events)
+                             save_every=args.save_every, preview_every=args.preview_every,
+                             layout=args.layout, init=args.init, reset=args.reset)
+    _report_training(train(settings, events), events)
+
+
+def run_pretrain(args: argparse.Namespace, events: Events) -> None:
+    from core.train import TrainSettings, pretrain
+
+    settings = TrainSettings(facesets_a=[], facesets_b=[], model_dir=args.model, preset=args.preset,
+                             iterations=args.iterations, batch_size=args.batch_size, device=args.device,
+                             seed=args.seed, save_every=args.save_every, preview_every=args.preview_every,
+                             layout=args.layout)
+    _report_training(pretrain(args.faceset, settings, events), events)
+
+
+def _report_training(summary: dict, events: Events) -> None:
     if not events.jsonl:
         rate = f", {summary['samples_per_s']} samples/s" if summary["samples_per_s"] else ""
         events.log(f"{summary['model']}: iteration {summary['iteration']}, loss A {summary['loss_a']}, "
@@ -267,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     # ignored: Cancel would do nothing until the runner's SIGTERM. The step always saves and stops.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        {"extract": run_extract, "train": run_train, "swap": run_swap, "evaluate": run_evaluate,
+        {"extract": run_extract, "train": run_train, "pretrain": run_pretrain, "swap": run_swap, "evaluate": run_evaluate,
          "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))

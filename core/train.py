@@ -58,7 +58,10 @@ class TrainSettings:
     save_every: int = 250
     preview_every: int = 250
     recipe: Recipe | None = None  # None: the default for a new model; a resumed model keeps its own
-    layout: str | None = None  # None: DEFAULT_LAYOUT for a new model; a resumed model keeps its own
+    layout: str | None = None  # None: DEFAULT_LAYOUT (or the --init model's) for a new model; a resumed model keeps its own
+    init: Path | None = None  # a pretrained model a new model starts from (`deepfake pretrain`)
+    reset: str = "bottleneck"  # what of `init` starts anew: "none" or "bottleneck" (see INIT_RESETS)
+    pretrain: bool = False  # a generic model: A and B are the same pool of many people
 
 
 @dataclass
@@ -71,6 +74,9 @@ class TrainState:
     facesets_b: list[str] = field(default_factory=list)
     holdout: float = 0.0
     recipe: dict[str, Any] | None = None  # Recipe.to_json(); None in states from before recipes (v1)
+    pretrain: bool = False  # made by `deepfake pretrain`: a start for pairs, not a pair's model
+    # What a model started with --init came from: {"model", "model_id", "iteration", "reset"}.
+    init: dict[str, Any] | None = None
     model_id: str | None = None  # made once per model: what a swap's record names
     # Every stretch of training with its facesets: [{"from": it, "facesets_a": [...], "facesets_b": [...]}].
     # facesets_a / facesets_b above are the latest stretch's (what swap and evaluate use).
@@ -122,6 +128,11 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.config, self.model, resume = self._open_model()
         previous = _checkpoint_state(resume[1]) if resume is not None else None
+        if previous is not None and bool(previous.get("pretrain")) != settings.pretrain:
+            raise DeepfakeError(f"{settings.model_dir} is a pretrained model: start a pair from it with "
+                                f"`deepfake train --init {settings.model_dir} --model NEW_FOLDER ...`, or resume it with "
+                                "`deepfake pretrain`" if previous.get("pretrain") else
+                                f"{settings.model_dir} is a pair's model, not a pretrained one: resume it with `deepfake train`")
         seed = self._check_same(previous, "seed", settings.seed, 0)
         holdout = self._check_same(previous, "holdout", settings.holdout, 0.0)
         res = self.config.resolution
@@ -135,12 +146,16 @@ class Trainer:
             recorded = previous.get("recipe")
             self.recipe = Recipe.from_json(recorded) if recorded is not None else V1
             if settings.recipe is not None and settings.recipe != self.recipe:
-                raise DeepfakeError(f"the model in {settings.model_dir} was started with recipe {self.recipe.name!r}; "
-                                    "a resumed model keeps it: drop the recipe option, or train a new model in another folder")
+                theirs, ours = self.recipe.to_json(), settings.recipe.to_json()
+                differ = ", ".join(f"{k} {theirs.get(k)} -> {ours.get(k)}" for k in ours if theirs.get(k) != ours.get(k))
+                raise DeepfakeError(f"the model in {settings.model_dir} was started with recipe {self.recipe.name!r} "
+                                    f"({differ}); a resumed model keeps its recipe: drop the recipe option, or train "
+                                    "a new model in another folder")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.recipe.learning_rate, betas=self.recipe.betas)
         self.sample_rng = torch.Generator().manual_seed(seed * 1000 + self.rank)
         self.augment_rng = torch.Generator(device=self.device).manual_seed(seed * 1000 + 500 + self.rank)
         self.state = TrainState(seed=seed, holdout=holdout, model_id=uuid.uuid4().hex, recipe=self.recipe.to_json(),
+                                pretrain=settings.pretrain, init=self.init_record,
                                 facesets_a=[str(Path(p).resolve()) for p in settings.facesets_a],
                                 facesets_b=[str(Path(p).resolve()) for p in settings.facesets_b])
         self.state.runs = [{"from": 0, "facesets_a": self.state.facesets_a, "facesets_b": self.state.facesets_b}]
@@ -167,15 +182,45 @@ class Trainer:
         if layout is not None and layout not in LAYOUTS:
             raise DeepfakeError(f"unknown layout {layout!r}: one of {', '.join(LAYOUTS)}")
         wanted = dataclasses.replace(PRESETS[self.settings.preset], layout=layout or DEFAULT_LAYOUT)
+        self.init_record = None
         if model_folder_state(folder, self.events) == "model":
             model, config, extras, metadata = load_model(folder, device=str(self.device), expect=wanted)
             if layout is not None and layout != config.layout:
                 raise DeepfakeError(f"the model in {folder} has the {config.layout.upper()} layout; a resumed model keeps "
                                     f"it: drop --layout (or pass {config.layout}), or train a new model in another folder")
+            if self.settings.init is not None:
+                raise DeepfakeError(f"{folder} already holds a model: --init starts a new one; drop --init to resume "
+                                    "it, or choose a new folder")
             self.events.log(f"resuming the model in {folder}")
             return config, model, (extras, metadata)
         torch.manual_seed(self.settings.seed or 0)
+        if self.settings.init is not None:
+            return self._from_pretrained(wanted, layout)
         return wanted, build_model(wanted).to(self.device), None
+
+    def _from_pretrained(self, wanted: ModelConfig, layout: str | None) -> tuple[ModelConfig, FaceSwapModel, None]:
+        """A new model that starts from a pretrained one's weights (not its optimiser: the pair is
+        a new problem), with INIT_RESETS[reset] drawn anew from the seed, as DeepFaceLab resets the
+        bottleneck when pretraining ends."""
+        init, reset = Path(self.settings.init), self.settings.reset
+        if reset not in INIT_RESETS:
+            raise DeepfakeError(f"unknown --reset {reset!r}: one of {', '.join(INIT_RESETS)}")
+        if init.resolve() == self.settings.model_dir.resolve():
+            raise DeepfakeError("--init names the model folder itself: it must be another, pretrained model")
+        model, config, _, metadata = load_model(init, device=str(self.device), expect=wanted)
+        if layout is not None and layout != config.layout:
+            raise DeepfakeError(f"the model {init} has the {config.layout.upper()} layout; a model started from it "
+                                f"keeps it: drop --layout (or pass {config.layout})")
+        fresh = build_model(config).to(self.device)
+        for name in INIT_RESETS[reset][config.layout]:
+            model.get_submodule(name).load_state_dict(fresh.get_submodule(name).state_dict())
+        state = json.loads(metadata.get("state", "{}")) if metadata.get("state") else {}
+        self.init_record = {"model": str(init.resolve()), "model_id": state.get("model_id"),
+                            "iteration": state.get("iteration"), "pretrain": bool(state.get("pretrain")), "reset": reset}
+        if not state.get("pretrain"):
+            self.events.warning(f"{init} was not made by `deepfake pretrain` (it is a pair's model): starting from it anyway")
+        self.events.log(f"starting from {init} (iteration {state.get('iteration')}, reset: {reset})")
+        return config, model, None
 
     def _check_same(self, previous: dict[str, Any] | None, key: str, asked: Any, default: Any) -> Any:
         """A new model takes what was asked (or the default); a resumed one keeps its own, and
@@ -408,6 +453,14 @@ def _checkpoint_state(metadata: dict[str, str]) -> dict[str, Any]:
     return state
 
 
+# What `--reset` draws anew in a model started from a pretrained one, per layout. "bottleneck" is
+# DeepFaceLab's choice when pretraining ends: DF's dense latent (and its upscale), LIAE's shared
+# inter block; the convolutions, which hold what faces look like, are kept.
+INIT_RESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "none": {"df": (), "liae": ()},
+    "bottleneck": {"df": ("encoder.to_latent", "encoder.from_latent", "encoder.up"), "liae": ("inter.ab",)},
+}
+
 OWN_FILES = {"config.json", "model.safetensors", "state.json", "preview.png", LOCK_NAME}
 
 
@@ -456,11 +509,21 @@ def estimated_checkpoint_bytes(config: ModelConfig) -> int:
         return param_count(build_model(config)) * 4 * 3 * 2
 
 
+def pretrain(facesets: list[Path], settings: TrainSettings, events: Events) -> dict[str, Any]:
+    """A generic model of many people: both sides of the autoencoder learn the whole pool, so
+    its convolutions and dense layers know faces before they meet a pair (DeepFaceLab's
+    pretraining on its generic faceset). Pairs start from it with `train --init`."""
+    if len(facesets) < 2:
+        raise DeepfakeError("pretraining needs the facesets of several people (pass --faceset more than once)")
+    return train(dataclasses.replace(settings, facesets_a=list(facesets), facesets_b=list(facesets), pretrain=True,
+                                     init=None), events)
+
+
 def train(settings: TrainSettings, events: Events) -> dict[str, Any]:
     if settings.iterations <= 0 or settings.save_every <= 0 or settings.preview_every <= 0:
         raise DeepfakeError("--iterations, --save-every and --preview-every must be positive")
     same = {str(Path(f).resolve()) for f in settings.facesets_a} & {str(Path(f).resolve()) for f in settings.facesets_b}
-    if same:
+    if same and not settings.pretrain:
         raise DeepfakeError(f"{sorted(same)[0]} is given as both A and B: A is the face in the footage, B the new face")
     folder = settings.model_dir
     refuse_foreign_folder(folder)
