@@ -62,6 +62,9 @@ class TrainSettings:
     init: Path | None = None  # a pretrained model a new model starts from (`deepfake pretrain`)
     reset: str = "bottleneck"  # what of `init` starts anew: "none" or "bottleneck" (see INIT_RESETS)
     pretrain: bool = False  # a generic model: A and B are the same pool of many people
+    # "auto": bf16 autocast (fp16 where the card lacks bf16) and channels_last on CUDA, fp32 on the
+    # CPU. "bf16" asks for them on any device: the CPU runs the same code path (what the tests use).
+    precision: str = "auto"
 
 
 @dataclass
@@ -162,9 +165,9 @@ class Trainer:
         if resume is not None:
             self._restore(*resume, previous)
         self.saved_iteration = self.state.iteration
-        self.amp_dtype = None
-        if self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = _autocast_dtype(self.device, settings.precision)
+        self.channels_last = self.amp_dtype is not None
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state.batch_size = self._batch_size()
@@ -329,7 +332,7 @@ class Trainer:
             group["lr"] = recipe.learning_rate_at(self.state.iteration, batch * self.world)
         in_a, target_a, tmaps_a = augment(faces_a, maps_a, recipe.augment, self.augment_rng, warp)
         in_b, target_b, tmaps_b = augment(faces_b, maps_b, recipe.augment, self.augment_rng, warp)
-        if self.device.type == "cuda":
+        if self.channels_last:
             in_a, in_b = in_a.contiguous(memory_format=torch.channels_last), in_b.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             rgb_a, mask_a, rgb_b, mask_b = self.step_module(in_a, in_b) if not dry_run else TrainStep(self.model)(in_a, in_b)
@@ -439,6 +442,17 @@ def rebuild_ssim(model: FaceSwapModel, data: IdentityFaces, identity: str, devic
         s = ssim_map(rgb, x)
         scores.append(((s * hull).sum(dim=(1, 2, 3)) / hull.sum(dim=(1, 2, 3)).clamp_min(1)).cpu())
     return float(torch.cat(scores).mean())
+
+
+def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of a precision setting on a device (None: plain fp32)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise DeepfakeError(f"unknown precision {precision!r}: auto, fp32 or bf16")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16  # pre-Ampere cards: fp16 with a gradient scaler
+    return torch.bfloat16
 
 
 def _checkpoint_state(metadata: dict[str, str]) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""Recipes, layouts, precision and pretraining on the d18 / d19 facesets, on the CPU: what a model
+records, what resumes bit-identically, what a model of an earlier version does, what is refused."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from conftest import run_cli
+from core.errors import DeepfakeError
+from core.events import Events
+from core.model import load_model
+from core.recipe import V1, V2, Recipe
+from core.train import INIT_RESETS, TrainSettings, pretrain, train
+
+QUIET = Events(jsonl=True, out=open(os.devnull, "w"))
+# Every knob of a recipe away from its plain value, so that a resume which lost one shows.
+BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3)
+
+
+def _settings(a: Path, b: Path, model: Path, iterations: int, **kw) -> TrainSettings:
+    kw = {"batch_size": 4, "device": "cpu", "seed": 7, "save_every": 10_000, "preview_every": 10_000, **kw}
+    return TrainSettings(facesets_a=[a], facesets_b=[b], model_dir=model, iterations=iterations, **kw)
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _differing(x: Path, y: Path) -> list[str]:
+    a, b = _tensors(x), _tensors(y)
+    assert a.keys() == b.keys()
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+@pytest.mark.parametrize("layout, precision", [("liae", "fp32"), ("liae", "bf16"), ("df", "bf16")])
+def test_resume_is_bit_identical_for_every_layout_and_precision(tmp_path, d18_faceset, d19_faceset, layout, precision):
+    """bf16 autocast and channels_last are the CUDA path; on the CPU they run the same code."""
+    kw = {"layout": layout, "recipe": BUSY, "precision": precision}
+    train(_settings(d18_faceset, d19_faceset, tmp_path / "resumed", 6, **kw), QUIET)
+    train(_settings(d18_faceset, d19_faceset, tmp_path / "resumed", 12, **kw), QUIET)
+    summary = train(_settings(d18_faceset, d19_faceset, tmp_path / "straight", 12, **kw), QUIET)
+    assert not _differing(tmp_path / "resumed", tmp_path / "straight")
+    assert all(torch.isfinite(torch.tensor(summary[k])) for k in ("loss_a", "loss_b"))
+    model, config, _, _ = load_model(tmp_path / "resumed")
+    assert config.layout == layout
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never stores bf16 weights
+    state = json.loads((tmp_path / "resumed" / "state.json").read_text())
+    assert Recipe.from_json(state["recipe"]) == BUSY
+
+
+def test_a_model_of_the_previous_format_resumes_as_it_was_trained(tmp_path, d18_faceset, d19_faceset):
+    """A folder written before layouts and recipes were recorded (no "layout" in config.json, no
+    "recipe" in the state) is a DF model trained with v1: it resumes bit-identically to a v1 run."""
+    old = tmp_path / "old"
+    train(_settings(d18_faceset, d19_faceset, old, 6, layout="df", recipe=V1), QUIET)
+    config = json.loads((old / "config.json").read_text())
+    del config["layout"]
+    (old / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    with safe_open(str(old / "model.safetensors"), "pt") as f:
+        metadata, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    state = json.loads(metadata["state"])
+    for key in ("recipe", "pretrain", "init"):
+        del state[key]
+    state |= {"learning_rate": 5e-5, "betas": [0.5, 0.999]}  # what that version recorded instead
+    stored = json.loads(metadata["config"])
+    del stored["layout"]
+    metadata |= {"state": json.dumps(state), "config": json.dumps(stored)}
+    save_file(tensors, str(old / "model.safetensors"), metadata=metadata)
+    (old / "state.json").write_text(json.dumps(state))
+
+    train(_settings(d18_faceset, d19_faceset, old, 12), QUIET)
+    train(_settings(d18_faceset, d19_faceset, tmp_path / "v1", 12, layout="df", recipe=V1), QUIET)
+    assert not _differing(old, tmp_path / "v1")
+    assert json.loads((old / "state.json").read_text())["recipe"]["name"] == "v1"
+    with pytest.raises(DeepfakeError, match=r"recipe 'v1' \(.*betas \[0.5, 0.999\] -> \[0.9, 0.999\]"):
+        train(_settings(d18_faceset, d19_faceset, old, 14, recipe=V2), QUIET)
+    with pytest.raises(DeepfakeError, match="DF layout; a resumed model keeps it"):
+        train(_settings(d18_faceset, d19_faceset, old, 14, layout="liae"), QUIET)
+
+
+def test_a_pair_starts_from_a_pretrained_model(tmp_path, d18_faceset, d19_faceset):
+    """The kept parts start where the pretrained model left them (one Adam step moves a weight by
+    about the learning rate), the reset parts anew; the folder records where it came from."""
+    generic = tmp_path / "generic"
+    # Another seed than the pair's: a reset part drawn with the pretraining's own seed would equal
+    # its untrained start, which 4 iterations hardly moved.
+    pretrain([d18_faceset, d19_faceset], _settings(d18_faceset, d19_faceset, generic, 4, layout="liae", seed=3), QUIET)
+    pair = tmp_path / "pair"
+    train(_settings(d18_faceset, d19_faceset, pair, 1, init=generic), QUIET)
+    before, after = _tensors(generic), _tensors(pair)
+    reset = tuple(f"model.{name}." for name in INIT_RESETS["bottleneck"]["liae"])
+    for name, w in before.items():
+        if not name.startswith("model.") or not name.endswith("weight"):  # biases start at 0
+            continue
+        change = float((after[name] - w).norm() / w.norm())
+        if name.startswith(reset):
+            assert change > 0.5, (name, change)
+        else:
+            assert change < 0.05, (name, change)
+    state = json.loads((pair / "state.json").read_text())
+    generic_state = json.loads((generic / "state.json").read_text())
+    assert state["init"] == {"model": str(generic.resolve()), "model_id": generic_state["model_id"],
+                             "iteration": 4, "pretrain": True, "reset": "bottleneck"}
+    assert state["model_id"] != generic_state["model_id"] and not state["pretrain"] and generic_state["pretrain"]
+    assert load_model(pair)[1].layout == "liae"  # the layout comes with the pretrained weights
+
+
+def test_pretraining_mistakes_are_refused_and_lose_nothing(tmp_path, d18_faceset, d19_faceset):
+    generic = tmp_path / "generic"
+    one = run_cli("pretrain", "--faceset", d18_faceset, "--model", generic, "--iterations", 2, "--device", "cpu")
+    assert one.returncode == 1 and "several people" in one.stderr and not generic.exists()
+    ok = run_cli("pretrain", "--faceset", d18_faceset, "--faceset", d19_faceset, "--model", generic,
+                 "--iterations", 2, "--batch-size", 2, "--device", "cpu", "--layout", "df")
+    assert ok.returncode == 0, ok.stderr
+    weights = (generic / "model.safetensors").read_bytes()
+    common = ["--faceset-a", d18_faceset, "--faceset-b", d19_faceset, "--iterations", 4, "--device", "cpu",
+              "--batch-size", 2]
+    into_generic = run_cli("train", *common, "--model", generic)
+    assert into_generic.returncode == 1 and "is a pretrained model" in into_generic.stderr
+    other_layout = run_cli("train", *common, "--model", tmp_path / "pair", "--init", generic, "--layout", "liae")
+    assert other_layout.returncode == 1 and "DF layout" in other_layout.stderr
+    started = run_cli("train", *common, "--model", tmp_path / "pair", "--init", generic)
+    assert started.returncode == 0, started.stderr
+    again = run_cli("train", *common, "--model", tmp_path / "pair", "--init", generic)
+    assert again.returncode == 1 and "already holds a model" in again.stderr
+    assert (generic / "model.safetensors").read_bytes() == weights
