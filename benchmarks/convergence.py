@@ -85,21 +85,28 @@ def swap_and_evaluate(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, swapped
     return evaluate_clip(clip_a, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())["summary"]
 
 
-def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int) -> dict:
+def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int,
+            rebuild_only: bool = False) -> dict:
     from core.evaluate import evaluate_model
 
+    if rebuild_only:
+        return rebuild_figures(evaluate_model(model, [fs_a], [fs_b], quiet()))
     s = swap_and_evaluate(model, clip_a, fs_a, fs_b, work / f"swap_{iteration:06d}")
     r = swap_and_evaluate(rebuild_model(model, work / "rebuild_model"), clip_a, fs_a, fs_b, work / "rebuild")
-    rebuild = evaluate_model(model, [fs_a], [fs_b], quiet())
     row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
                                          "identity_distance_target", "identity_retrieval", "detail")
            for v in ("swap", "control")}
     row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "detail")}
+    return row | rebuild_figures(evaluate_model(model, [fs_a], [fs_b], quiet()))
+
+
+def rebuild_figures(rebuild: dict) -> dict:
+    row = {}
     for identity in ("a", "b"):
         m = rebuild["identities"][identity]
         row[f"ssim_{identity}"], row[f"ssim_{identity}_untrained"] = m["ssim"], m["control_ssim"]
         row[f"psnr_{identity}"] = m["psnr"]
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+    return row
 
 
 def make_recipe(name: str, overrides: list[str]):
@@ -121,7 +128,10 @@ def make_recipe(name: str, overrides: list[str]):
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the GPU machine: the JSON is the record
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,7 +145,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
               ("held-out rebuild SSIM", ("ssim_a", "ssim_b", "ssim_a_untrained")))
     for ax, (name, keys) in zip(axes, panels):
         for key in keys:
-            ax.plot(its, [r.get(key) for r in rows], marker="o", label=key.replace("_", " "))
+            ax.plot(its, [r.get(key, float("nan")) for r in rows], marker="o", label=key.replace("_", " "))
         ax.set_title(name)
         ax.set_xlabel("iteration")
         ax.legend(fontsize=7)
@@ -159,6 +169,11 @@ def main() -> int:
     p.add_argument("--layout", default=None, help="df or liae (default: the trainer's, or the --init model's)")
     p.add_argument("--init", type=Path, default=None, help="start from this pretrained model (benchmarks/pretrain.py)")
     p.add_argument("--reset", default="bottleneck", help="what of --init starts anew: bottleneck or none")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (training; swaps for the clip figures run on the CPU)")
+    p.add_argument("--minutes", type=float, default=None, help="stop after the row that passes this much training time")
+    p.add_argument("--rebuild-only", action="store_true",
+                   help="held-out rebuild SSIM only, no swaps (a machine without PyAV or dlib, e.g. the GPU check); "
+                        "needs the facesets already extracted under OUT/../facesets")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
@@ -174,7 +189,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     clip_a, clip_b = (VIDEO / name for name in PAIRS[args.pair])
     cache = out.parent / "facesets"
-    fs_a, fs_b = faceset(clip_a, cache / clip_a.stem), faceset(clip_b, cache / clip_b.stem)
+    if args.rebuild_only:
+        fs_a, fs_b = cache / clip_a.stem, cache / clip_b.stem
+    else:
+        fs_a, fs_b = faceset(clip_a, cache / clip_a.stem), faceset(clip_b, cache / clip_b.stem)
     model = out / "model"
     record = out / "convergence.json"
     rows = json.loads(record.read_text())["rows"] if record.is_file() else []
@@ -184,14 +202,16 @@ def main() -> int:
             continue
         t0 = time.monotonic()
         summary = train(TrainSettings(facesets_a=[fs_a], facesets_b=[fs_b], model_dir=model, preset=args.preset,
-                                      iterations=target, batch_size=args.batch_size, device="cpu",
+                                      iterations=target, batch_size=args.batch_size, device=args.device,
                                       seed=args.seed if not rows else None, holdout=HOLDOUT if not rows else None,
                                       recipe=recipe, layout=layout if not rows else None,
                                       init=args.init.absolute() if args.init and not rows else None, reset=args.reset,
                                       save_every=args.every, preview_every=args.every), quiet())
         wall += time.monotonic() - t0
         row = {"iteration": target, "wall_s": round(wall, 1), "samples_per_s": summary["samples_per_s"],
-               "threads": torch.get_num_threads(), **measure(model, clip_a, fs_a, fs_b, out, target)}
+               "threads": torch.get_num_threads(), "device": args.device,
+               **measure(model, clip_a, fs_a, fs_b, out, target, args.rebuild_only)}
+        row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         rows.append(row)
         layout = load_config(model).layout
         record.write_text(json.dumps({"pair": args.pair, "preset": args.preset, "batch_size": args.batch_size,
@@ -200,6 +220,8 @@ def main() -> int:
                                       "rows": rows}, indent=1) + "\n")
         plot(rows, out / "convergence.png", f"{args.pair} {args.preset} {layout} {recipe.name}{' init' if args.init else ''}")
         print(json.dumps(row), flush=True)
+        if args.minutes is not None and wall >= args.minutes * 60:
+            break
     return 0
 
 

@@ -271,6 +271,14 @@ class DEEPFAKE_OT_train(_JobOperator, bpy.types.Operator):
             args += ["--faceset-b", path]
         args += ["--model", model, "--iterations", settings.iterations, "--preset", settings.preset,
                  "--device", core.device, "--preview-every", max(10, min(250, settings.iterations // 20))]
+        if not (model / "config.json").is_file():  # a new model; an existing one resumes as it was made
+            if settings.init_model:
+                init = Path(bpy.path.abspath(settings.init_model))
+                if not (init / "config.json").is_file():
+                    raise UserError(f"Start From: {init} is not a model folder (no config.json)")
+                args += ["--init", init]
+            if settings.layout != "auto":
+                args += ["--layout", settings.layout]
         argv = jobs.core_command(core.python, "train", args)
 
         def after(context: Any, state: jobs.JobState) -> str:

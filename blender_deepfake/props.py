@@ -52,6 +52,14 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
                                              "empty: models/model in the work folder")
     iterations: IntProperty(name="Iterations", default=1000, min=1, soft_max=200000,
                             description="Train until this iteration (a resumed model continues)")
+    init_model: StringProperty(name="Start From", subtype="DIR_PATH", default="",
+                               description="A pretrained model (deepfake pretrain) a new model starts from: hours "
+                                           "of training saved. Ignored when the model folder already holds a model "
+                                           "(it resumes)")
+    layout: EnumProperty(name="Layout", default="auto", items=[
+        ("auto", "Default", "LIAE for a new model, or the layout of the model it starts from"),
+        ("liae", "Shared Decoder (LIAE)", "One decoder for both people: expressions carry across best"),
+        ("df", "Two Decoders (DF)", "A decoder per person: the layout of every model made before layouts were offered")])
     preset: EnumProperty(name="Resolution", default="small", items=[
         ("small", "64 px (small)", "Quick looks and CPU training"),
         ("standard", "128 px (standard)", "Needs a GPU"),

@@ -54,6 +54,8 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
                 remove = row.operator("deepfake.faceset_remove", text="", icon="X")
                 remove.side, remove.index = side, index
         box.prop(settings, "model_folder")
+        box.prop(settings, "init_model")
+        box.prop(settings, "layout")
         box.prop(settings, "preset")
         box.prop(settings, "iterations")
         box.operator("deepfake.train", icon="PLAY")

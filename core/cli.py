@@ -52,6 +52,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--save-every", type=number(int, 1, 10**9), default=250)
     p.add_argument("--preview-every", type=number(int, 1, 10**9), default=250)
     p.add_argument("--events", choices=["jsonl"], default=None)
@@ -190,7 +192,7 @@ def run_train(args: argparse.Namespace, events: Events) -> None:
                              preset=args.preset, iterations=args.iterations, batch_size=args.batch_size,
                              device=args.device, seed=args.seed, holdout=args.holdout,
                              save_every=args.save_every, preview_every=args.preview_every,
-                             layout=args.layout, init=args.init, reset=args.reset)
+                             layout=args.layout, init=args.init, reset=args.reset, precision=args.precision)
     _report_training(train(settings, events), events)
 
 
@@ -200,7 +202,7 @@ def run_pretrain(args: argparse.Namespace, events: Events) -> None:
     settings = TrainSettings(facesets_a=[], facesets_b=[], model_dir=args.model, preset=args.preset,
                              iterations=args.iterations, batch_size=args.batch_size, device=args.device,
                              seed=args.seed, save_every=args.save_every, preview_every=args.preview_every,
-                             layout=args.layout)
+                             layout=args.layout, precision=args.precision)
     _report_training(pretrain(args.faceset, settings, events), events)
 
 

@@ -407,3 +407,24 @@ def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
     assert sorted((m.frame, m.name) for m in scene.timeline_markers) == [(33, "no_face"), (35, "low_score, jump")]
     result = vse.top_strips(scene)[f"{strip.name} composite"]
     assert (result.channel, result.frame_final_start, result.frame_final_duration) == (2, 31, 5)
+
+
+def test_train_starts_a_new_model_from_a_pretrained_one_and_resumes_without_it(scene, addon, tiny_model, tmp_path):
+    """Start From applies to a new model only; Train again resumes it (the start is recorded)."""
+    base = tiny_model.parent
+    settings = scene.deepfake
+    settings.facesets_a.add().path = str(base / "d18")
+    settings.facesets_b.add().path = str(base / "d19")
+    settings.model_folder = str(tmp_path / "pair")
+    settings.init_model = str(tiny_model)
+    settings.iterations = 2
+    assert bpy.ops.deepfake.train() == {"FINISHED"}
+    state = json.loads((tmp_path / "pair" / "state.json").read_text())
+    assert state["init"]["model"] == str(tiny_model.resolve()) and state["iteration"] == 2
+    settings.iterations = 3
+    assert bpy.ops.deepfake.train() == {"FINISHED"}  # resumes: no --init for a folder that holds a model
+    assert json.loads((tmp_path / "pair" / "state.json").read_text())["iteration"] == 3
+    settings.model_folder = str(tmp_path / "other")
+    settings.init_model = str(tmp_path / "nothing")
+    with pytest.raises(RuntimeError, match="Start From: .* is not a model folder"):
+        bpy.ops.deepfake.train()
