@@ -4,7 +4,8 @@
 `evaluate_model` measures how well a model rebuilds its held-out faces. The report (JSON,
 plots, HTML) is written by `core.report`.
 
-Every figure of a clip is measured on three views of each frame, in the same way:
+Every figure of a clip is measured on four views of each frame, in the same way (landmarks
+re-detected in the view, the same regions, the same formulas):
 - **source**: the untouched source frame, the baseline (a swap should move away from it);
 - **swap**: the swapped frame;
 - **control**: the *mean-face paste*, the target person's average aligned face (the mean of
@@ -12,7 +13,23 @@ Every figure of a clip is measured on three views of each frame, in the same way
   mask and colour transfer the swap uses, no model at all. DESIGN.md ("Metrics need controls"):
   a face descriptor calls such a blurry paste "B" on every frame, so a swap's identity figures
   mean something only where they beat the control's, and its expression figures only where they
-  follow the source where the control cannot.
+  follow the source where the control cannot. This is the floor.
+- **resolution**: the *resolution control*, the source's own face through the model's
+  resolution: its aligned crop (the swap's alignment and `swap.CROP` size) brought down to the
+  model's R px with INTER_AREA and back up with INTER_CUBIC, as the swap resizes into and out of
+  the network, then pasted through the same hull mask, erosion and feather (`paste_face`; no
+  colour transfer: it is the source's own colour). What a perfect R px model would give, so
+  this is the ceiling: DESIGN.md measured, on a ~300 px face, detail 0.03 at 64 px, 0.08 at
+  128, 0.32 at 256, and mouth correlation 0.83-0.84 at every size (the re-detected landmarks
+  of a resampled face are not the source's exactly). A swap's detail and expression figures
+  are read against it: detail near it is all that resolution allows, detail above it is noise
+  or artefacts (they raise Laplacian energy too). On d18 (a ~230 px face in 480 px frames) at
+  64 px: detail 0.065-0.10, mouth correlation 0.92 and gain 0.98 over frames 56..103, where the
+  mouth opens and closes; over 12 frames with the mouth closed the correlation is dlib's noise
+  (0.29 on frames 173..184), so read expression over a range where the face moves. R is the
+  swap's model's (swap.json names the model folder, its config.json the resolution); where it
+  cannot be found (no swap record, model folder gone) the view is skipped, its figures NaN, and
+  the report says why.
 
 The figures (per frame, then their mean over the frames where they are defined):
 - identity: the distance of the view's dlib face descriptor (computed on landmarks re-detected in
@@ -75,10 +92,12 @@ Design decisions:
   there: every pixel is outside any face); frames where no face is re-detected in the swapped
   frame (or none overlapping the source's face) are flagged `no_face`, marked on the plots,
   counted, and left out of the figures that need the re-detected face (identity, landmark error,
-  expression, jitter); flicker, seam, detail and untouched still hold for them.
+  expression, jitter); flicker, seam, detail and untouched still hold for them. The controls'
+  frames without a re-detected face are counted too (`control_no_face`, `resolution_no_face`:
+  the latter only when the resolution control is measured), not flagged.
 - Several faces in a source frame: the one closest to the original person's mean descriptor is
-  evaluated, as the swap picks it; in the swapped and control frames, the re-detected face that
-  overlaps it most (box IoU >= 0.3).
+  evaluated, as the swap picks it; in the swapped and the controls' frames, the re-detected face
+  that overlaps it most (box IoU >= 0.3).
 - Frames are compared as display sRGB uint8 (what dlib and a viewer see): 16-bit PNG is
   reduced to 8 bits, EXR is taken as linear Rec.709. Movies are decoded with the swap's YUV
   conversion (`--yuv`, as recorded, else accurate): pixels the swap never touched compare
@@ -125,7 +144,7 @@ BAND = 0.02
 PAIR_IOU = 0.3
 MEAN_FACE_CROPS = 200
 WORST = 6
-VIEWS = ("swap", "control", "source")
+VIEWS = ("swap", "control", "resolution", "source")
 FRAME_FILE = re.compile(r"^frame_(\d+)\.(png|exr)$", re.IGNORECASE)
 
 # iBUG 300-W points
@@ -288,7 +307,7 @@ def pair_frames(source: str | Path, swapped: str | Path, start: int | None = Non
 
 
 # --------------------------------------------------------------------------------------------
-# Identities and the mean-face control
+# Identities and the controls (the mean-face paste, the resolution control)
 
 
 @lru_cache(maxsize=8)
@@ -328,20 +347,61 @@ def mean_face(folder: Path, max_crops: int = MEAN_FACE_CROPS) -> np.ndarray:
     return (total / len(pick) / 255.0).astype(np.float32)
 
 
+def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int
+                 ) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray | None]:
+    """(alignment matrix, the crop's footprint box in the frame, the aligned crop: float32 RGB in
+    [0, 1], size x size; None when the footprint is empty) of the face with these landmarks in a
+    uint8 frame, made as the swap makes its crop (`Swapper._prepare`): only the footprint is
+    warped, cubic, edges replicated."""
+    matrix = alignment_matrix(landmarks, size)
+    box = blend.crop_footprint(matrix, size, frame.shape)
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        return matrix, box, None
+    region = frame[y0:y1, x0:x1].astype(np.float32) / 255.0
+    crop = cv2.warpAffine(region, blend.footprint_matrix(matrix, box), (size, size),
+                          flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return matrix, box, crop
+
+
+def resampled_face(frame: np.ndarray, landmarks: np.ndarray, resolution: int, size: int) -> np.ndarray | None:
+    """The source's own aligned face (a size x size crop, as the swap aligns it) brought down to
+    `resolution` px with INTER_AREA and back up with INTER_CUBIC, as the swap resizes the crop
+    into the network and the network's output back: what a perfect model of that resolution
+    would give (float32 RGB in [0, 1]; None when the face has no crop)."""
+    _, _, crop = aligned_crop(frame, landmarks, size)
+    if crop is None:
+        return None
+    small = cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    return np.clip(cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def model_resolution(record: dict[str, Any]) -> tuple[int | None, str]:
+    """(the resolution of the swap's model, or None; why not, "" when found): what the resolution
+    control resamples through. swap.json names the model folder, whose config.json holds it (read
+    alone, no weights: the folder is read-only to evaluate, and may be shared). None when there is
+    no record (a clip that `deepfake swap` did not write) or the folder is gone or not a model:
+    the view is then skipped, with this note in the report, rather than guessed."""
+    from core.model import ModelError, load_config
+
+    model = record.get("model")
+    if not model:
+        return None, "no swap record (swap.json) names the swap's model"
+    try:
+        return load_config(model).resolution, ""
+    except ModelError as exc:
+        return None, f"the swap's model cannot be read ({exc})"
+
+
 def paste_face(frame: np.ndarray, landmarks: np.ndarray, face: np.ndarray, color: str = "mean-std",
                erode: float = blend.DEFAULT_ERODE, blur: float = blend.DEFAULT_BLUR) -> np.ndarray:
     """`face` (an aligned crop, float RGB in [0, 1]) pasted onto a uint8 frame at the face with
     these landmarks, as the swap pastes its output: the same alignment, hull mask, colour transfer
     and compositing (core.blend), minus the model and the temporal smoothing."""
     size = face.shape[0]
-    matrix = alignment_matrix(landmarks, size)
-    box = blend.crop_footprint(matrix, size, frame.shape)
-    x0, y0, x1, y1 = box
-    if x1 <= x0 or y1 <= y0:
+    matrix, box, crop = aligned_crop(frame, landmarks, size)
+    if crop is None:
         return frame.copy()
-    region = frame[y0:y1, x0:x1].astype(np.float32) / 255.0
-    crop = cv2.warpAffine(region, blend.footprint_matrix(matrix, box), (size, size),
-                          flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     mask = blend.face_mask(transform_points(landmarks, matrix), size, erode=erode, blur=blur)
     if not mask.any():
         return frame.copy()
@@ -524,6 +584,7 @@ class ClipEvaluator:
                  events: Events):
         from core.faces.dlib_backend import DlibAligner
         from core.faces.identity import FaceDescriber
+        from core.swap import CROP
 
         self.pairing, self.settings, self.events = pairing, settings, events
         self.record = swap_record(pairing.swapped)
@@ -541,6 +602,11 @@ class ClipEvaluator:
         self.pool = ThreadPoolExecutor(max_workers=2)  # dlib releases the GIL
         self.identity = dict(zip(self.facesets, self.pool.map(identity_of, self.facesets.values())))
         self.mean_face = mean_face(self.facesets[self.target])
+        self.crop_size = CROP  # the swap's alignment: the resolution control's crop is the swap's
+        self.resolution, self.resolution_note = model_resolution(self.record)
+        # The views measured: all of them, less the resolution control when its model is unknown
+        # (its figures stay NaN, so every summary entry still has the key; the report says why).
+        self.views = tuple(v for v in VIEWS if v != "resolution" or self.resolution is not None)
         self.aligner = DlibAligner(threads=2)
         self.describer = FaceDescriber()
         colour = self.record.get("color", "mean-std")
@@ -604,18 +670,24 @@ class ClipEvaluator:
             return
         geo = FaceGeometry.of(face, src.shape)
         self.iod[t] = geo.iod
-        control = paste_face(src, geo.landmarks, self.mean_face, self.control_color, self.erode, self.blur)
-        images = {"source": src, "swap": out, "control": control}
+        images = {"source": src, "swap": out,
+                  "control": paste_face(src, geo.landmarks, self.mean_face, self.control_color, self.erode, self.blur)}
+        if "resolution" in self.views:
+            # The source's own face: no colour transfer (it has the source's colour already).
+            face_crop = resampled_face(src, geo.landmarks, self.resolution, self.crop_size)
+            images["resolution"] = src.copy() if face_crop is None else \
+                paste_face(src, geo.landmarks, face_crop, "none", self.erode, self.blur)
+        painted = [v for v in self.views if v != "source"]
         # Re-detect where the pixels differ from the source; identical pixels give identical answers.
-        redo = [v for v in ("swap", "control") if not np.array_equal(images[v], src)]
+        redo = [v for v in painted if not np.array_equal(images[v], src)]
         found = dict(zip(redo, self.aligner.detect([images[v] for v in redo])))
         matched: dict[str, Face | None] = {"source": face}
-        for view in ("swap", "control"):
+        for view in painted:
             matched[view] = self._match(found[view], geo.box) if view in found else face
-        todo = [v for v in VIEWS if matched[v] is not None and (v == "source" or v in found)]
+        todo = [v for v in self.views if matched[v] is not None and (v == "source" or v in found)]
         descriptors = dict(zip(todo, self.pool.map(
             lambda v: self.describer.describe(images[v], matched[v].landmarks), todo)))
-        for view in ("swap", "control"):
+        for view in painted:
             if view not in found and matched[view] is not None:
                 descriptors[view] = descriptors["source"]
         if matched["swap"] is None:
@@ -623,7 +695,7 @@ class ClipEvaluator:
         src_grey = _grey(src)
         src_grad, src_lap = gradient_energy(src_grey), laplacian_energy(src_grey)
         hull = geo.hull.astype(bool)
-        for view in VIEWS:
+        for view in self.views:
             s, image, m = self.series[view], images[view], matched[view]
             if m is not None:
                 lm = np.asarray(m.landmarks, dtype=np.float64)
@@ -708,10 +780,16 @@ class ClipEvaluator:
             "faceset_a": str(self.facesets["a"]), "faceset_b": str(self.facesets["b"]),
             "control": f"mean face of faceset {self.target.upper()} pasted through the hull mask "
                        f"(colour {self.control_color}, erode {self.erode}, blur {self.blur}), no model",
+            "model_resolution": self.resolution,
+            "resolution_control": (f"source face resampled through the model's {self.resolution} px and pasted "
+                                   f"back: a perfect model of this size (the swap's {self.crop_size} px crop, "
+                                   f"hull mask, erode {self.erode}, blur {self.blur}, no colour transfer)"
+                                   if self.resolution is not None else f"skipped: {self.resolution_note}"),
             "thresholds": {"changed_level": CHANGED_LEVEL, "margin": MARGIN, "band": BAND, "pair_iou": PAIR_IOU},
             "counts": {"frames": len(self.frames), "no_face": len(no_face), "no_source_face": len(no_source),
-                       "control_no_face": int(sum(1 for t in range(len(self.frames))
-                                                  if s["control"].landmarks[t] is None and np.isfinite(self.iod[t])))},
+                       **{f"{v}_no_face": int(sum(1 for t in range(len(self.frames))
+                                                  if s[v].landmarks[t] is None and np.isfinite(self.iod[t])))
+                          for v in self.views if v in ("control", "resolution")}},
             "flags": [{"frame": f, "reasons": r} for f, r in sorted(self.flags.items())],
             "summary": summary,
             "per_frame": per_frame,

@@ -1,8 +1,9 @@
 """The evaluation's report: a JSON summary, plots as PNG and one self-contained HTML page.
 
 `core.evaluate` measures, this module only presents. The JSON holds every figure of the summary
-table (swap, mean-face control and source baseline side by side) and the per-frame arrays; NaN
-(a figure that is undefined, e.g. on a frame without a face) is written as null. The HTML page
+table (swap, mean-face control, resolution control and source baseline side by side) and the
+per-frame arrays; NaN (a figure that is undefined, e.g. on a frame without a face) is written as
+null. The HTML page
 embeds its plots and thumbnails as data URIs, so it can be mailed or archived as one file.
 matplotlib is imported only here and only when plots are asked for (the Agg backend: no display).
 """
@@ -34,13 +35,16 @@ CLIP_ROWS = (
     ("jitter", "landmark jitter (2nd difference, of inter-ocular distance)", "%", "lower"),
     ("flicker", "flicker: face colour change per frame (8-bit levels)", "", "lower"),
     ("seam", "seam: boundary gradient energy / the source's (1 = none)", "x", "lower"),
-    ("detail", "detail kept: Laplacian energy in the face / the source's", "x", "higher"),
+    ("detail", "detail kept: face Laplacian energy / the source's (up to the resolution control's)", "x", "higher"),
     ("untouched_changed", "outside the face: pixels changed by more than {level} levels", "%", "lower"),
     ("untouched_any", "outside the face: pixels changed at all", "%", "lower"),
     ("untouched_mean_abs", "outside the face: mean absolute difference (8-bit levels)", "", "lower"),
 )
-VIEW_NAMES = {"swap": "swap", "control": "mean-face control", "source": "source (baseline)"}
-COLOURS = {"swap": "#d62728", "control": "#1f77b4", "source": "#7f7f7f"}
+VIEW_NAMES = {"swap": "swap", "control": "mean-face control", "resolution": "resolution control",
+              "source": "source (baseline)"}
+COLOURS = {"swap": "#d62728", "control": "#1f77b4", "resolution": "#2ca02c", "source": "#7f7f7f"}
+READING = ("Identity is read against the mean-face control (the floor: no model at all); detail and "
+           "expression against the resolution control (the ceiling: all that a model of this size can keep).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,8 +92,15 @@ def clip_rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
     return rows
 
 
+def resolution_line(report: dict[str, Any]) -> str:
+    """What the resolution control is in this report, or why it was skipped (a report written
+    before it existed: not measured)."""
+    return report.get("resolution_control") or "not measured"
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The summary as plain text: one figure per line, swap / control / source side by side."""
+    """The summary as plain text: one figure per line, swap / control / resolution / source side
+    by side, under what each control is."""
     if report.get("kind") == "model":
         return format_model_table(report)
     rows = clip_rows(report)
@@ -99,9 +110,13 @@ def format_table(report: dict[str, Any]) -> str:
              f"{report['range']['start'] + report['range']['count'] - 1} ({report['direction']}, paired by "
              f"{report['pairing']}, {report['mode']}): {counts['frames']} frames, {counts['no_face']} without a "
              f"re-detected face, {counts['no_source_face']} without a source face"),
-             f"{'':{width}}  {'swap':>10}  {'control':>10}  {'source':>10}"]
+             f"control: {report.get('control', 'n/a')}",
+             f"resolution control: {resolution_line(report)}",
+             READING,
+             f"{'':{width}}  {'swap':>10}  {'control':>10}  {'resolution':>10}  {'source':>10}"]
     for _, label, values in rows:
-        lines.append(f"{label:{width}}  {values['swap']:>10}  {values['control']:>10}  {values['source']:>10}")
+        lines.append(f"{label:{width}}  {values['swap']:>10}  {values['control']:>10}  {values['resolution']:>10}  "
+                     f"{values['source']:>10}")
     return "\n".join(lines)
 
 
@@ -152,8 +167,12 @@ def _mark_flags(ax: Any, report: dict[str, Any], label: bool) -> None:
 def _panel(ax: Any, report: dict[str, Any], key: str, title: str, ylabel: str, scale: float = 1.0,
            label: bool = False) -> None:
     frames = np.asarray(report["per_frame"]["frame"])
-    for view in ("source", "control", "swap"):
+    for view in ("source", "resolution", "control", "swap"):
+        if view not in report["per_frame"]:  # a report written before the resolution control
+            continue
         values = _series(report, view, key) * scale
+        if view == "resolution" and not np.isfinite(values).any():  # skipped: no legend entry either
+            continue
         # The source underneath, wide and pale: a swap that equals it stays visible on top.
         style = {"lw": 4, "alpha": 0.45} if view == "source" else {"marker": "o", "ms": 2.5, "lw": 1.2}
         ax.plot(frames, values, color=COLOURS[view], label=VIEW_NAMES[view] if label else None, **style)
@@ -236,8 +255,11 @@ def clip_html(report: dict[str, Any], plots: list[Path]) -> str:
             f"(paired by {e(report['pairing'])}, {e(report['mode'])} output)<br>direction {e(report['direction'])}: "
             f"the footage shows {report['original'].upper()}, the swap paints {report['target'].upper()}; "
             f"A = {e(report['faceset_a'])}, B = {e(report['faceset_b'])}<br>control: {e(report['control'])}<br>"
+            f"resolution control: {e(resolution_line(report))}<br>{e(READING)}<br>"
             f"{counts['frames']} frames; {counts['no_face']} without a re-detected face in the swap, "
-            f"{counts['no_source_face']} without a face in the source, {counts['control_no_face']} in the control</p>"),
+            f"{counts['no_source_face']} without a face in the source, {counts['control_no_face']} in the control"
+            + (f", {counts['resolution_no_face']} in the resolution control" if "resolution_no_face" in counts else "")
+            + "</p>"),
             "<h2>Summary</h2>", "<table><tr><th>figure</th>"
             + "".join(f"<th>{e(VIEW_NAMES[v])}</th>" for v in VIEW_NAMES) + "</tr>"]
     for _, label, values in clip_rows(report):
