@@ -36,6 +36,10 @@ class Recipe:
     eye_mouth_priority: float = 0.0
     # Every n-th step trains on unwarped inputs (Quick96 feeds every third batch unwarped); 0: never.
     unwarped_every: int = 0
+    # Decay of an exponential moving average of the weights; 0: none. With one, the saved model
+    # (what previews and swaps use) is the average, and the raw weights ride along for resuming.
+    # The decay warms up as (1 + t) / (10 + t), so early checkpoints are not the random start.
+    ema: float = 0.0
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def learning_rate_at(self, iteration: int, batch: int) -> float:
@@ -44,6 +48,9 @@ class Recipe:
         if self.warmup > 0 and iteration < self.warmup:
             lr *= (iteration + 1) / self.warmup
         return lr
+
+    def ema_decay_at(self, iteration: int) -> float:
+        return min(self.ema, (1 + iteration) / (10 + iteration))
 
     def warped(self, iteration: int) -> bool:
         return not (self.unwarped_every > 0 and (iteration + 1) % self.unwarped_every == 0)

@@ -10,6 +10,7 @@ recipe's eyes-and-mouth priority, plus the mask's L1 against the landmark hull.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -162,6 +163,7 @@ class Trainer:
                                 facesets_a=[str(Path(p).resolve()) for p in settings.facesets_a],
                                 facesets_b=[str(Path(p).resolve()) for p in settings.facesets_b])
         self.state.runs = [{"from": 0, "facesets_a": self.state.facesets_a, "facesets_b": self.state.facesets_b}]
+        self.ema_state: dict[str, torch.Tensor] | None = None
         if resume is not None:
             self._restore(*resume, previous)
         self.saved_iteration = self.state.iteration
@@ -169,6 +171,13 @@ class Trainer:
         self.channels_last = self.amp_dtype is not None
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # The averaged model (recipe.ema): its weights are the saved model.*, the raw ones train.*.
+        self.ema_model: FaceSwapModel | None = None
+        if self.recipe.ema > 0:
+            self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
+            if self.ema_state is not None:
+                self.ema_model.load_state_dict(self.ema_state)
+            self.ema_state = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state.batch_size = self._batch_size()
         self.step_module: nn.Module = TrainStep(self.model)
@@ -253,6 +262,14 @@ class Trainer:
             self.state.model_id = uuid.uuid4().hex
         names = [name for name, _ in self.model.named_parameters()]
         where = self.settings.model_dir / "model.safetensors"
+        if self.recipe.ema > 0:  # the loaded weights are the average; the raw ones continue training
+            try:
+                raw = {name: extras[f"train.{name}"] for name in self.model.state_dict()}
+            except KeyError as e:
+                raise DeepfakeError(f"{where} records an averaged model but lacks its raw weights ({e}): it cannot "
+                                    "be resumed; swap with it as it is, or train a new model in another folder") from None
+            self.ema_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(raw)
         try:
             optim_state: dict[str, Any] = {"state": {}, "param_groups": json.loads(metadata["param_groups"])}
             for i, name in enumerate(names):
@@ -287,7 +304,11 @@ class Trainer:
         groups = [{k: v for k, v in g.items() if k != "params"} | {"params": list(range(len(g["params"])))}
                   for g in self.optimizer.param_groups]
         state_json = json.dumps(asdict(self.state))
-        save_model(self.settings.model_dir, self.model, self.config, extra_tensors=extras,
+        saved = self.model
+        if self.ema_model is not None:
+            extras |= {f"train.{name}": t for name, t in self.model.state_dict().items()}
+            saved = self.ema_model
+        save_model(self.settings.model_dir, saved, self.config, extra_tensors=extras,
                    metadata={"state": state_json, "param_groups": json.dumps(groups)})
         self.saved_iteration = self.state.iteration
         write_atomic(self.settings.model_dir / "state.json", (json.dumps(asdict(self.state), indent=1) + "\n").encode())
@@ -345,6 +366,10 @@ class Trainer:
             return loss_a.detach(), loss_b.detach()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema_model is not None:
+            decay = recipe.ema_decay_at(self.state.iteration)
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.ema_model.parameters()), list(self.model.parameters()), 1 - decay)
         return loss_a.detach(), loss_b.detach()
 
     def run(self) -> dict[str, Any]:
@@ -412,13 +437,14 @@ class Trainer:
         """Rows: A, A rebuilt, A as B, B, B rebuilt, B as A (held-out faces when there are any)."""
         if self.rank != 0:
             return
-        self.model.eval()
+        model = self.ema_model or self.model  # what a swap with the saved model gives
+        model.eval()
         rows = []
         for faces, own, other in ((self._preview_faces(self.held_a, self.train_a), "a", "b"),
                                   (self._preview_faces(self.held_b, self.train_b), "b", "a")):
             x = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float() / 255
-            latent = self.model.encode(x)
-            rows += [x, self.model.decode(latent, own)[0], self.model.decode(latent, other)[0]]
+            latent = model.encode(x)
+            rows += [x, model.decode(latent, own)[0], model.decode(latent, other)[0]]
         self.model.train()
         grid = torch.cat([torch.cat(list(row), dim=2) for row in rows], dim=1)
         image = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)

@@ -21,7 +21,7 @@ from core.train import INIT_RESETS, TrainSettings, pretrain, train
 
 QUIET = Events(jsonl=True, out=open(os.devnull, "w"))
 # Every knob of a recipe away from its plain value, so that a resume which lost one shows.
-BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3)
+BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3, ema=0.99)
 
 
 def _settings(a: Path, b: Path, model: Path, iterations: int, **kw) -> TrainSettings:
@@ -54,6 +54,11 @@ def test_resume_is_bit_identical_for_every_layout_and_precision(tmp_path, d18_fa
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never stores bf16 weights
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
     assert Recipe.from_json(state["recipe"]) == BUSY
+    # The saved model is the average (what swaps use); the raw weights ride along, and differ.
+    tensors = _tensors(tmp_path / "resumed")
+    averaged = [k for k in tensors if k.startswith("model.") and k.endswith("weight")]
+    assert averaged and all(f"train.{k[6:]}" in tensors for k in averaged)
+    assert any(not torch.equal(tensors[k], tensors[f"train.{k[6:]}"]) for k in averaged)
 
 
 def test_a_model_of_the_previous_format_resumes_as_it_was_trained(tmp_path, d18_faceset, d19_faceset):
