@@ -9,7 +9,8 @@ The last 20 % of each clip's frames are held out of training (`--holdout 0.2`, b
 `--every` iterations the model is measured on A's held-out frames swapped a2b (re-detected as
 `deepfake evaluate` does): mouth- and eye-opening correlation with the source, landmark error (share
 of the inter-ocular distance), descriptor distance to B beside the mean-face control's, identity
-retrieval, detail kept; the same figures for A's held-out frames rebuilt A->A (the model with B's
+retrieval, detail kept (beside the resolution control's: the source's face through the model's
+resolution, a perfect model of that size); the same figures for A's held-out frames rebuilt A->A (the model with B's
 decoder replaced by A's own: what it can carry, against which the swap's figures show how much of
 it reaches B); and rebuild SSIM / PSNR of both identities' held-out faces against the untrained
 model. Iterations, wall seconds and training samples/s go with every row, so recipes are
@@ -95,8 +96,9 @@ def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, itera
     r = swap_and_evaluate(rebuild_model(model, work / "rebuild_model"), clip_a, fs_a, fs_b, work / "rebuild")
     row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
                                          "identity_distance_target", "identity_retrieval", "detail")
-           for v in ("swap", "control")}
+           for v in ("swap", "control", "resolution") if v in s[k]}
     row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "detail")}
+    row = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}  # NaN: not measured
     return row | rebuild_figures(evaluate_model(model, [fs_a], [fs_b], quiet()))
 
 
