@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 VIDEO = ROOT.parent / "shared" / "faces" / "video"
 
 from core.events import Events  # noqa: E402
-from core.model import PRESETS, build_model, load_model  # noqa: E402
+from core.model import build_model, load_model  # noqa: E402
 from core.train import TrainSettings, rebuild_ssim, train  # noqa: E402
 from core.train_data import load_identity  # noqa: E402
 
@@ -54,11 +54,11 @@ def main() -> None:
           f"{minutes:.1f} min, {summary['samples_per_s']} samples/s")
     for it, la, lb in losses[:: max(1, len(losses) // 10)] + [losses[-1]]:
         print(f"  iteration {it:6d}  loss A {la:.4f}  loss B {lb:.4f}")
-    config = PRESETS["small"]
     import torch
 
+    trained, config, _, _ = load_model(model_dir)
     torch.manual_seed(args.seed)
-    untrained, trained = build_model(config), load_model(model_dir)[0]
+    untrained = build_model(config)
     for folder, identity in ((facesets[0], "a"), (facesets[1], "b")):
         _, held = load_identity([folder], config.resolution, 0.2)
         print(f"held-out {identity.upper()} ({len(held)} faces): rebuild SSIM untrained "

@@ -33,7 +33,7 @@ class Recipe:
     # DeepFaceLab's eyes-and-inner-mouth priority: an extra L1 on those pixels only, in units of
     # the hull's L1 weight. A mouth is a few per cent of the crop, so without it a pixel loss
     # learns the mouth last.
-    eye_mouth_priority: float = 0.0
+    eye_mouth_priority: float = 30.0
     # Every n-th step trains on unwarped inputs (Quick96 feeds every third batch unwarped); 0: never.
     unwarped_every: int = 0
     # Decay of an exponential moving average of the weights; 0: none. With one, the saved model
@@ -85,7 +85,7 @@ class Recipe:
 
 # What models were trained with before the recipe was recorded (faceswap's original trainer's
 # optimiser; warp 2 % of the crop; eyes and mouth 3x).
-V1 = Recipe(name="v1", betas=(0.5, 0.999), scale_with_batch=False)
+V1 = Recipe(name="v1", betas=(0.5, 0.999), scale_with_batch=False, eye_mouth_priority=0.0)
 V2 = Recipe()
 RECIPES: dict[str, Recipe] = {"v1": V1, "v2": V2}
 DEFAULT = V2

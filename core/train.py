@@ -40,7 +40,7 @@ from core.outputs import (LOCK_NAME, disk_full, ensure_free_space, ensure_writab
                           remove_stale_temps)
 from core.train_data import IdentityFaces, load_identity
 
-DEFAULT_LAYOUT = "df"
+DEFAULT_LAYOUT = "liae"  # docs/TRAINING.md: the shared decoder's swap follows the source's landmarks closer
 LOG_EVERY = 10
 PREVIEW_FACES = 6
 
