@@ -138,7 +138,7 @@ class ModelConfig:
         return config
 
     def describe(self) -> str:
-        return f"preset {self.preset!r} ({self.resolution} px, {self.layout.upper()} layout)"
+        return f"preset {self.preset!r} ({self.resolution} px)"
 
 
 def _is(value: Any, kind: type) -> bool:
