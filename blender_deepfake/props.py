@@ -57,8 +57,8 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
                                            "of training saved. Ignored when the model folder already holds a model "
                                            "(it resumes)")
     layout: EnumProperty(name="Layout", default="auto", items=[
-        ("auto", "Default", "LIAE for a new model, or the layout of the model it starts from"),
-        ("liae", "Shared Decoder (LIAE)", "One decoder for both people: expressions carry across best"),
+        ("auto", "Default", "Two decoders for a new model, or the layout of the model it starts from"),
+        ("liae", "Shared Decoder (LIAE)", "One decoder for both people (DeepFaceLab's LIAE)"),
         ("df", "Two Decoders (DF)", "A decoder per person: the layout of every model made before layouts were offered")])
     preset: EnumProperty(name="Resolution", default="small", items=[
         ("small", "64 px (small)", "Quick looks and CPU training"),

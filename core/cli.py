@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--holdout", type=number(float, 0.0, 0.9), default=None,
                     help="share of each faceset's last frames kept out of training, 0..0.9 (default 0; a resumed model keeps its own)")
     tr.add_argument("--layout", choices=["df", "liae"], default=None,
-                    help="df: a decoder per person; liae: one shared decoder (default: liae, or the --init model's)")
+                    help="df: a decoder per person (default, or the --init model's); liae: one shared decoder")
+    tr.add_argument("--recipe", choices=["v1", "v2"], default=None,
+                    help="how a new model trains (core/recipe.py; default v1, a resumed model keeps its own)")
     tr.add_argument("--init", type=Path, default=None, help="start a new model from this pretrained one (`deepfake pretrain`)")
     tr.add_argument("--reset", choices=["bottleneck", "none"], default="bottleneck",
                     help="what of the --init model starts anew (default: bottleneck, the dense latent)")
@@ -103,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--faceset", type=Path, action="append", required=True, help="a person's faceset; repeat for each")
     pt.add_argument("--model", type=Path, required=True, help="model folder: created, or resumed if it exists")
     pt.add_argument("--preset", choices=["small", "standard", "large"], default="small")
-    pt.add_argument("--layout", choices=["df", "liae"], default=None, help="default: liae")
+    pt.add_argument("--layout", choices=["df", "liae"], default=None, help="default: df")
+    pt.add_argument("--recipe", choices=["v1", "v2"], default=None, help="default: v1")
     pt.add_argument("--iterations", type=number(int, 1, 10**9), default=10000, help="train until this iteration")
     pt.add_argument("--batch-size", type=number(int, 1, 512), default=None)
     pt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -192,7 +195,8 @@ def run_train(args: argparse.Namespace, events: Events) -> None:
                              preset=args.preset, iterations=args.iterations, batch_size=args.batch_size,
                              device=args.device, seed=args.seed, holdout=args.holdout,
                              save_every=args.save_every, preview_every=args.preview_every,
-                             layout=args.layout, init=args.init, reset=args.reset, precision=args.precision)
+                             layout=args.layout, init=args.init, reset=args.reset, precision=args.precision,
+                             recipe=_recipe(args.recipe))
     _report_training(train(settings, events), events)
 
 
@@ -202,8 +206,14 @@ def run_pretrain(args: argparse.Namespace, events: Events) -> None:
     settings = TrainSettings(facesets_a=[], facesets_b=[], model_dir=args.model, preset=args.preset,
                              iterations=args.iterations, batch_size=args.batch_size, device=args.device,
                              seed=args.seed, save_every=args.save_every, preview_every=args.preview_every,
-                             layout=args.layout, precision=args.precision)
+                             layout=args.layout, precision=args.precision, recipe=_recipe(args.recipe))
     _report_training(pretrain(args.faceset, settings, events), events)
+
+
+def _recipe(name: str | None):
+    from core.recipe import RECIPES
+
+    return RECIPES[name] if name else None
 
 
 def _report_training(summary: dict, events: Events) -> None:
