@@ -13,25 +13,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from conftest import run_cli
+from test_train import _settings, _tensors  # the training tests' settings (batch 4, CPU, seed 7) and checkpoint reader
 from core.errors import DeepfakeError
 from core.events import Events
 from core.model import load_model
 from core.recipe import V1, V2, Recipe
-from core.train import INIT_RESETS, TrainSettings, pretrain, train
+from core.train import INIT_RESETS, pretrain, train
 
 QUIET = Events(jsonl=True, out=open(os.devnull, "w"))
 # Every knob of a recipe away from its plain value, so that a resume which lost one shows.
 BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3, ema=0.99)
-
-
-def _settings(a: Path, b: Path, model: Path, iterations: int, **kw) -> TrainSettings:
-    kw = {"batch_size": 4, "device": "cpu", "seed": 7, "save_every": 10_000, "preview_every": 10_000, **kw}
-    return TrainSettings(facesets_a=[a], facesets_b=[b], model_dir=model, iterations=iterations, **kw)
-
-
-def _tensors(folder: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}
 
 
 def _differing(x: Path, y: Path) -> list[str]:
