@@ -289,6 +289,62 @@ class DEEPFAKE_OT_train(_JobOperator, bpy.types.Operator):
 
 
 # -- Swap -----------------------------------------------------------------------------------------------
+@dataclass
+class SwapTarget:
+    """What a swap of the active strip reads and writes: the same for a local swap, a farm job
+    for it and the farm's result coming back."""
+
+    core: prefs.CoreSettings
+    settings: Any
+    strip: Any
+    path: Path
+    first: int
+    count: int
+    mode: str
+    fmt: str
+    out: Path
+    model: Path
+    snapshot: dict[str, Any]
+    ocio: Path | None
+    alignments: Path | None
+
+    def swap_args(self) -> list[Any]:
+        s = self.settings
+        args: list[Any] = [self.path, "--model", self.model, "--out", self.out, "--start", self.first,
+                           "--count", self.count, "--mode", self.mode, "--format", self.fmt, "--color", s.color,
+                           "--colorspace", self.snapshot["colorspace"], "--yuv", vse.movie_yuv_conversion(),
+                           "--aligner", s.aligner, "--existing", s.swap_existing, "--device", self.core.device]
+        if self.ocio is not None:
+            args += ["--ocio-config", self.ocio]
+        if self.alignments is not None:
+            args += ["--alignments", self.alignments]
+        return args
+
+
+def swap_target(context: Any) -> SwapTarget:
+    scene = context.scene
+    strip = vse.active_strip(scene)
+    if strip is None:
+        raise UserError("make a movie or image strip active to swap its face")
+    vse.check_media_strip(strip)
+    core = _core(context)
+    settings = scene.deepfake
+    model = model_folder(context, core.work_folder)
+    if not (model / "config.json").is_file():
+        raise UserError(f"not a model folder (no config.json): {model}")
+    path, first, count = vse.visible_range(strip)
+    mode, fmt = settings.swap_mode, settings.swap_format
+    out = core.work_folder / "swaps" / f"{_safe_name(strip.name)}_{mode}_{fmt}"
+    link = props.strip_link(scene, strip.name)
+    alignments = None
+    if link is not None and link.source == str(path) and (Path(link.faceset) / "alignments.json").is_file():
+        alignments = Path(link.faceset) / "alignments.json"
+    snapshot = {"name": strip.name, "start": int(strip.frame_final_start),
+                "duration": int(strip.frame_final_duration), "colorspace": vse.strip_colorspace(strip)}
+    return SwapTarget(core, settings, strip, path, first, count, mode, fmt, out, model, snapshot,
+                      vse.blender_ocio_config(), alignments)
+
+
 class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
     """Swap the face in the active strip with a trained model; the result goes on the first free channel above"""
     bl_idname = "deepfake.swap"
@@ -296,48 +352,22 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def plan(self, context: Any) -> Plan:
-        scene = context.scene
-        strip = vse.active_strip(scene)
-        if strip is None:
-            raise UserError("make a movie or image strip active to swap its face")
-        vse.check_media_strip(strip)
-        core = _core(context)
-        settings = scene.deepfake
-        model = model_folder(context, core.work_folder)
-        if not (model / "config.json").is_file():
-            raise UserError(f"not a model folder (no config.json): {model}")
-        path, first, count = vse.visible_range(strip)
-        mode, fmt = settings.swap_mode, settings.swap_format
-        out = core.work_folder / "swaps" / f"{_safe_name(strip.name)}_{mode}_{fmt}"
-        args: list[Any] = [path, "--model", model, "--out", out, "--start", first, "--count", count,
-                           "--mode", mode, "--format", fmt, "--color", settings.color,
-                           "--colorspace", vse.strip_colorspace(strip), "--yuv", vse.movie_yuv_conversion(),
-                           "--aligner", settings.aligner, "--existing", settings.swap_existing,
-                           "--device", core.device]
-        ocio = vse.blender_ocio_config()
-        if ocio is not None:
-            args += ["--ocio-config", ocio]
-        link = props.strip_link(scene, strip.name)
-        if link is not None and link.source == str(path):
-            alignments = Path(link.faceset) / "alignments.json"
-            if alignments.is_file():
-                args += ["--alignments", alignments]
-        snapshot = {"name": strip.name, "start": int(strip.frame_final_start),
-                    "duration": int(strip.frame_final_duration), "colorspace": vse.strip_colorspace(strip)}
-        argv = jobs.core_command(core.python, "swap", args)
+        t = swap_target(context)
+        argv = jobs.core_command(t.core.python, "swap", t.swap_args())
         placed: dict[str, str] = {}  # the placed strip's name (Blender may suffix it), for the evaluation
         commands: list[Command] = []
 
         def retarget(written: Path) -> None:
             """The core kept an earlier result and wrote beside it: evaluate what it wrote."""
             if len(commands) > 1:
-                fresh = evaluate_command(core, path, written, first, count, lambda: placed.get("name", ""))
+                fresh = evaluate_command(t.core, t.path, written, t.first, t.count, lambda: placed.get("name", ""))
                 commands[1].argv[:], commands[1].after = fresh.argv, fresh.after
-        after = self._placer(snapshot, out, path, first, count, mode, fmt, settings.markers, placed, retarget)
-        commands.append(Command(argv, f"Swap '{strip.name}'", after))
-        if settings.evaluate:
-            commands.append(evaluate_command(core, path, out, first, count, lambda: placed.get("name", "")))
-        return Plan("swap", commands, core.env(), str(core.work_folder))
+        after = self._placer(t.snapshot, t.out, t.path, t.first, t.count, t.mode, t.fmt, t.settings.markers,
+                             placed, retarget)
+        commands.append(Command(argv, f"Swap '{t.strip.name}'", after))
+        if t.settings.evaluate:
+            commands.append(evaluate_command(t.core, t.path, t.out, t.first, t.count, lambda: placed.get("name", "")))
+        return Plan("swap", commands, t.core.env(), str(t.core.work_folder))
 
     @staticmethod
     def _placer(snap: dict[str, Any], out: Path, path: Path, first: int, count: int, mode: str, fmt: str,
@@ -398,6 +428,57 @@ def _flags(out: Path, first: int, count: int) -> list[tuple[int, list[str]]]:
     flags = json.loads(path.read_text()).get("flags", [])
     return sorted((int(f["frame"]), list(f.get("reasons", []))) for f in flags
                   if first <= int(f["frame"]) < first + count)
+
+
+# -- Farm -----------------------------------------------------------------------------------------------
+def _farm_target(context: Any) -> SwapTarget:
+    t = swap_target(context)
+    if (t.mode, t.fmt) != ("composite", "png"):
+        raise UserError("a farm job writes composited PNG frames (joined into a movie at the end): "
+                        "set Mode to Composite and Format to PNG")
+    return t
+
+
+class DEEPFAKE_OT_farm_job(_JobOperator, bpy.types.Operator):
+    """Write a render-farm job (Open Job Description bundle) that swaps the active strip's frames in chunks; load its result with Load Farm Result"""
+    bl_idname = "deepfake.farm_job"
+    bl_label = "Write Farm Job"
+    bl_options = {"REGISTER"}
+
+    def plan(self, context: Any) -> Plan:
+        t = _farm_target(context)
+        bundle = t.core.work_folder / "farm" / t.out.name
+        args: list[Any] = [t.path, "--model", t.model, "--out", t.out, "--start", t.first, "--count", t.count,
+                           "--chunk-size", t.settings.farm_chunk_size, "--aligner", t.settings.aligner,
+                           "--device", t.core.device, "--color", t.settings.color,
+                           "--colorspace", t.snapshot["colorspace"], "--yuv", vse.movie_yuv_conversion(),
+                           "--core-python", t.core.python, "--name", t.strip.name, "--bundle", bundle,
+                           # Keep (write beside) cannot be split across chunks sharing one folder
+                           "--existing", "replace" if t.settings.swap_existing == "replace" else "refuse"]
+        if t.ocio is not None:
+            args += ["--ocio-config", t.ocio]
+
+        def after(context: Any, state: jobs.JobState) -> str:
+            result = state.result or {}
+            return (f"farm job for '{t.strip.name}' (frames {result.get('frame_start')}..{result.get('frame_end')}, "
+                    f"{result.get('chunks')} tasks) in {bundle}")
+        return Plan("farm", [Command(jobs.core_command(t.core.python, "farm-job", args), "Write Farm Job", after)],
+                    t.core.env(), str(t.core.work_folder))
+
+
+class DEEPFAKE_OT_farm_result(_JobOperator, bpy.types.Operator):
+    """Place what the farm swapped for the active strip on the first free channel above, as a local swap does"""
+    bl_idname = "deepfake.farm_result"
+    bl_label = "Load Farm Result"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def plan(self, context: Any) -> Plan:
+        t = _farm_target(context)
+        argv = jobs.core_command(t.core.python, "farm-result", [t.out, "--start", t.first, "--count", t.count])
+        after = DEEPFAKE_OT_swap._placer(t.snapshot, t.out, t.path, t.first, t.count, t.mode, t.fmt,
+                                         t.settings.markers, {}, lambda written: None)
+        return Plan("farm", [Command(argv, f"Load farm result of '{t.strip.name}'", after)], t.core.env(),
+                    str(t.core.work_folder))
 
 
 # -- Evaluate -------------------------------------------------------------------------------------------
@@ -522,7 +603,8 @@ def _stop_jobs_on_load(*_args: Any) -> None:
     jobs.kill_all()
 
 
-classes: tuple[type, ...] = (DEEPFAKE_OT_extract, DEEPFAKE_OT_train, DEEPFAKE_OT_swap, DEEPFAKE_OT_evaluate,
+classes: tuple[type, ...] = (DEEPFAKE_OT_extract, DEEPFAKE_OT_train, DEEPFAKE_OT_swap, DEEPFAKE_OT_farm_job,
+                             DEEPFAKE_OT_farm_result, DEEPFAKE_OT_evaluate,
                              DEEPFAKE_OT_open_report, DEEPFAKE_OT_cancel, DEEPFAKE_OT_faceset_add,
                              DEEPFAKE_OT_faceset_remove)
 

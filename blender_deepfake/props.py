@@ -83,6 +83,9 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
         ("replace", "Replace", "When the strip was swapped before with another model, iteration or settings, "
                                "replace that result (a rerun of the same swap always resumes)"),
         ("new", "Keep", "Keep an earlier, different result and write the new one beside it (a new strip)")])
+    farm_chunk_size: IntProperty(name="Chunk", default=50, min=1, soft_max=1000,
+                                 description="Frames per render-farm task; each task also reads a short pre-roll "
+                                             "before its frames (about 1.5 s of footage) so the chunks join without a seam")
     markers: BoolProperty(name="Flag Markers", default=True,
                           description="Add a timeline marker where the core flags frames (one per run of frames flagged for the same reasons)")
     evaluate: BoolProperty(name="Evaluate", default=True,

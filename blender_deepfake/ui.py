@@ -73,6 +73,10 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
         box.prop(settings, "markers")
         box.prop(settings, "evaluate")
         box.operator("deepfake.swap", icon="SEQ_SEQUENCER")
+        row = box.row(align=True)
+        row.prop(settings, "farm_chunk_size")
+        row.operator("deepfake.farm_job", text="Farm Job", icon="NETWORK_DRIVE")
+        row.operator("deepfake.farm_result", text="Load Result", icon="IMPORT")
         self._draw_evaluation(box, props.swap_result(scene, strip))
 
     @staticmethod

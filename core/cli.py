@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, required=True, help="a folder (png, exr) or a .mp4 file")
     sw.add_argument("--start", type=FRAME, default=0)
     sw.add_argument("--count", type=COUNT, default=None)
+    sw.add_argument("--end", type=FRAME, default=None,
+                    help="the last frame to swap (inclusive); with --count, the range stops at whichever comes first "
+                         "(a farm chunk: --start CHUNK --count SIZE --end SHOT_END)")
     sw.add_argument("--alignments", type=Path, default=None, help="alignments.json of an extraction of the same source")
     sw.add_argument("--direction", choices=["a2b", "b2a"], default="a2b", help="a2b: the footage shows A, paint B")
     sw.add_argument("--mode", choices=["composite", "overlay"], default="composite",
@@ -142,7 +145,48 @@ def build_parser() -> argparse.ArgumentParser:
                     help="when --out holds another swap (other source, model, iteration or settings): refuse (default), "
                          "replace it, or keep it and write to the first free OUT_2, OUT_3...; the same swap always resumes")
     sw.add_argument("--force", action="store_true", help="the same as --existing replace")
+    sw.add_argument("--preroll", type=number(int, 0, 10**4), default=None,
+                    help="frames before --start (and before a resumed stretch) read to warm the smoothing, not written; "
+                         "default: the filters' memory (47 at 30 fps), so a chunk equals the same frames of a whole-shot swap")
     sw.add_argument("--events", choices=["jsonl"], default=None)
+
+    fj = steps.add_parser("farm-job", help="write a render-farm job bundle (Open Job Description) that swaps a shot "
+                                           "in chunks and assembles the movie")
+    fj.add_argument("input", type=Path, help="the source movie or image folder")
+    fj.add_argument("--model", type=Path, required=True)
+    fj.add_argument("--out", type=Path, required=True, help="the frame folder the chunks write into")
+    fj.add_argument("--movie", type=Path, default=None, help="the assembled movie (default: OUT.mp4)")
+    fj.add_argument("--start", type=FRAME, default=0)
+    fj.add_argument("--count", type=COUNT, default=None)
+    fj.add_argument("--end", type=FRAME, default=None, help="the last frame (inclusive), instead of --count")
+    fj.add_argument("--chunk-size", type=COUNT, default=50, help="frames per farm task (each adds a pre-roll)")
+    fj.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
+    fj.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    fj.add_argument("--color", choices=["none", "mean-std", "histogram", "seamless"], default="mean-std")
+    fj.add_argument("--colorspace", default="sRGB", help="the source's colourspace")
+    fj.add_argument("--yuv", choices=("accurate", "fast"), default="accurate")
+    fj.add_argument("--ocio-config", default="", help="an OCIO config the workers can read (default: the core's own)")
+    fj.add_argument("--existing", choices=("refuse", "replace"), default="refuse",
+                    help="when --out holds another swap: the chunks refuse (default), or the first replaces it")
+    fj.add_argument("--core-python", default=sys.executable,
+                    help="the core's interpreter as the farm's workers reach it (default: this one)")
+    fj.add_argument("--name", default=None, help="the job's name (default: the output folder's)")
+    fj.add_argument("--bundle", type=Path, required=True, help="the folder to write the job bundle into")
+    fj.add_argument("--events", choices=["jsonl"], default=None)
+
+    fr = steps.add_parser("farm-result", help="check that a farm job swapped every frame of a range; describe it as a swap")
+    fr.add_argument("folder", type=Path, help="the frame folder the farm job wrote")
+    fr.add_argument("--start", type=FRAME, default=0)
+    fr.add_argument("--count", type=COUNT, required=True)
+    fr.add_argument("--events", choices=["jsonl"], default=None)
+
+    en = steps.add_parser("encode", help="make one movie of a swap's PNG frame folder (e.g. a shot swapped in chunks)")
+    en.add_argument("folder", type=Path, help="the --out folder of a `deepfake swap` to PNG")
+    en.add_argument("--out", type=Path, required=True, help="the movie to write (.mp4)")
+    en.add_argument("--start", type=FRAME, default=None, help="first frame (default: the swaps' completed stretch)")
+    en.add_argument("--count", type=COUNT, default=None)
+    en.add_argument("--end", type=FRAME, default=None, help="the last frame (inclusive), instead of --count")
+    en.add_argument("--events", choices=["jsonl"], default=None)
 
     ev = steps.add_parser("evaluate", help="measure a swap against its source (or a model on its held-out faces)")
     ev.add_argument("--source", type=Path, default=None, help="the source movie or image folder that was swapped")
@@ -223,16 +267,69 @@ def _report_training(summary: dict, events: Events) -> None:
                    f"loss B {summary['loss_b']}{rate}")
 
 
+def range_count(start: int | None, count: int | None, end: int | None) -> int | None:
+    """--count cut at --end (the last frame, inclusive)."""
+    if end is None:
+        return count
+    first = start or 0
+    if end < first:
+        raise UsageError(f"--end {end} is before --start {first}")
+    return min(count or end - first + 1, end - first + 1)
+
+
 def run_swap(args: argparse.Namespace, events: Events) -> None:
     from core.swap import SwapSettings, swap
 
+    args.count = range_count(args.start, args.count, args.end)
+    args.ocio_config = args.ocio_config or None  # "" (a farm template's empty parameter): the built-in config
     keys = ("start", "count", "alignments", "direction", "mode", "format", "bit_depth", "color", "smooth", "erode",
-            "blur", "face", "colorspace", "ocio_config", "yuv", "aligner", "device", "force", "existing")
+            "blur", "face", "colorspace", "ocio_config", "yuv", "aligner", "device", "force", "existing", "preroll")
     summary = swap(args.input, args.model, args.out, SwapSettings(**{k: getattr(args, k) for k in keys}), events)
     if not events.jsonl:
         flags = ", ".join(f"{n} {r}" for r, n in summary["flags"].items()) or "none"
         events.log(f"{summary['output']}: {summary['frames_written']} of {summary['frames']} frames written "
                    f"({summary['fps'] or 0:.1f} frames/s), flags: {flags}")
+
+
+def run_farm_job(args: argparse.Namespace, events: Events) -> None:
+    from core.farm import ShotJob, write_bundle
+    from core.media import open_source
+
+    count = range_count(args.start, args.count, args.end)
+    if count is None:
+        with open_source(args.input) as source:
+            count = source.info.frame_count - args.start
+    job = ShotJob(source=args.input.resolve(), model=args.model.resolve(), output=args.out.resolve(),
+                  movie=(args.movie or args.out.with_suffix(".mp4")).resolve(), frame_start=args.start,
+                  frame_end=args.start + count - 1, chunk_size=args.chunk_size, core_python=args.core_python,
+                  aligner=args.aligner, device=args.device, color=args.color, colorspace=args.colorspace, yuv=args.yuv,
+                  ocio_config=str(args.ocio_config or ""), existing=args.existing, name=args.name or args.out.name)
+    files = write_bundle(args.bundle, job)
+    chunks = job.chunks()
+    events.result([str(f) for f in files], bundle=str(args.bundle), frame_start=job.frame_start,
+                  frame_end=job.frame_end, chunks=len(chunks), output=str(job.output), movie=str(job.movie))
+    if not events.jsonl:
+        events.log(f"{args.bundle}: frames {job.frame_start}..{job.frame_end} in {len(chunks)} chunks of "
+                   f"{job.chunk_size}; run it with: openjd run {files[0]} --step Assemble --run-dependencies "
+                   f"-p file://{files[2]}")
+
+
+def run_farm_result(args: argparse.Namespace, events: Events) -> None:
+    from core.farm import collect
+
+    summary = collect(args.folder, args.start, args.count)
+    events.result([summary["output"]], **summary)
+    if not events.jsonl:
+        events.log(f"{summary['output']}: frames {args.start}..{args.start + args.count - 1} all swapped")
+
+
+def run_encode(args: argparse.Namespace, events: Events) -> None:
+    from core.encode import encode
+
+    summary = encode(args.folder, args.out, events, start=args.start, count=range_count(args.start, args.count, args.end))
+    if not events.jsonl:
+        events.log(f"{summary['output']}: frames {summary['start']}..{summary['start'] + summary['frames'] - 1} at "
+                   f"{summary['fps']:g} fps{', with the source sound' if summary['audio'] else ', no sound'}")
 
 
 def check_report_paths(reports: list[Path | None], protected: list[Path | None]) -> None:
@@ -313,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     # ignored: Cancel would do nothing until the runner's SIGTERM. The step always saves and stops.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        {"extract": run_extract, "train": run_train, "pretrain": run_pretrain, "swap": run_swap, "evaluate": run_evaluate,
+        {"extract": run_extract, "train": run_train, "pretrain": run_pretrain, "swap": run_swap, "encode": run_encode,
+         "farm-job": run_farm_job, "farm-result": run_farm_result,
+         "evaluate": run_evaluate,
          "info": run_info}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))

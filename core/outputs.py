@@ -13,6 +13,8 @@ import errno
 import os
 import re
 import shutil
+import time
+from collections.abc import Collection
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -23,6 +25,7 @@ LOCK_NAME = ".deepfake.lock"
 # Temporary files our writers leave behind when killed: core.atomic's `.NAME.HEX.tmp`,
 # safetensors' own NamedTempFile (`.tmpXXXXXX`) and core.sinks' `.NAME.HEX.partial.mp4`.
 _TEMP = re.compile(r"^\.(.+\.[0-9a-f]{12}\.tmp|tmp[A-Za-z0-9]{6}|.+\.[0-9a-f]{12}\.partial\.mp4)$")
+_TEMP_TARGET = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.(?:tmp|partial\.mp4)$")  # safetensors' .tmpXXXXXX names none
 
 
 class BusyError(DeepfakeError):
@@ -54,8 +57,10 @@ def _try_lock(handle: IO[bytes]) -> bool:
 
 
 @contextmanager
-def exclusive(lock_path: Path, what: str) -> Iterator[None]:
-    """Hold `lock_path` for the duration; refuse at once (BusyError) when another job holds it.
+def exclusive(lock_path: Path, what: str, wait: float = 0.0) -> Iterator[None]:
+    """Hold `lock_path` for the duration; refuse (BusyError) when another job holds it, at once or
+    after `wait` seconds. A wait is for the short sections that chunks of one shot take in turn
+    (a record update): a job holding a lock for its whole run is refused at once.
 
     `what` names the thing in the message ("the model in /x"). The lock file itself stays: it
     is empty, hidden, and deleting it while held would let a third job lock a new inode.
@@ -64,16 +69,19 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
     ensure_writable(lock_path.parent)
     handle = open(lock_path, "a+b")
     try:
-        if not _try_lock(handle):
-            raise BusyError(f"another job is writing {what} (it holds {lock_path}); wait for it to finish or cancel it")
+        deadline = time.monotonic() + wait
+        while not _try_lock(handle):
+            if time.monotonic() >= deadline:
+                raise BusyError(f"another job is writing {what} (it holds {lock_path}); wait for it to finish or cancel it")
+            time.sleep(0.05)
         yield
     finally:
         handle.close()  # closing releases the lock on every platform
 
 
-def folder_lock(folder: Path, what: str):
-    """The lock of a folder a step owns (a faceset, a model, a swap's frame folder)."""
-    return exclusive(Path(folder) / LOCK_NAME, what)
+def folder_lock(folder: Path, what: str, wait: float = 0.0):
+    """The lock of a folder a step owns (a faceset, a model, a swap's records)."""
+    return exclusive(Path(folder) / LOCK_NAME, what, wait)
 
 
 def file_lock(path: Path, what: str):
@@ -82,16 +90,28 @@ def file_lock(path: Path, what: str):
     return exclusive(path.with_name(f".{path.name}.lock"), what)
 
 
-def remove_stale_temps(folder: Path, stem: str | None = None) -> int:
-    """Remove our writers' temporary files in `folder` (only those of `stem` when given); call
-    it only while holding the folder's lock. Returns how many went."""
+def temp_target(name: str) -> str | None:
+    """The file a temporary file of ours was to become (`.frame_000050.png.0a1b2c3d4e5f.tmp` ->
+    `frame_000050.png`), or None when `name` is not one of our temporary files."""
+    m = _TEMP_TARGET.match(name)
+    return m.group(1) if m else None
+
+
+def remove_stale_temps(folder: Path, stem: str | None = None, targets: Collection[str] | None = None) -> int:
+    """Remove our writers' temporary files in `folder` (only those of `stem`, or only those that
+    were to become one of `targets`, when given); call it only while holding the lock of what
+    they belong to. Returns how many went."""
     removed = 0
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
         return 0
     for entry in entries:
-        if _TEMP.match(entry.name) and (stem is None or entry.name.startswith(f".{stem}.")) and entry.is_file():
+        if not _TEMP.match(entry.name) or (stem is not None and not entry.name.startswith(f".{stem}.")):
+            continue
+        if targets is not None and temp_target(entry.name) not in targets:
+            continue
+        if entry.is_file():
             try:
                 entry.unlink()
                 removed += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -75,8 +76,22 @@ class ImageSequenceSink:
         return [str(self.folder)]
 
 
+@dataclass(frozen=True)
+class AudioSpan:
+    """The stretch of a movie's sound that goes with the frames a movie sink writes: from `start`
+    seconds, for `duration` seconds."""
+
+    path: Path
+    start: float
+    duration: float
+
+
 class MovieSink:
-    def __init__(self, path: Path, fps: float, width: int, height: int):
+    """An H.264 movie, with the source's sound for the same stretch when it has any (the audio
+    packets are copied, not re-encoded: an AAC packet is 1024 samples, so a range's sound starts
+    within 23 ms of its first frame)."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, audio: AudioSpan | None = None):
         self.path = Path(path)
         # Unique per job: two jobs never share a temporary movie (core.outputs removes the ones
         # a killed job left, under the output's lock).
@@ -87,6 +102,40 @@ class MovieSink:
         # 4:2:0 needs even sizes; odd ones keep full chroma instead of losing a pixel row.
         self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self.stream.options = {"crf": str(MP4_CRF), "preset": "medium"}
+        self.audio, self.audio_source = audio, None
+        if audio is not None:
+            source = av.open(str(audio.path))
+            if source.streams.audio:
+                self.audio_source = source
+                self.audio_stream = self.container.add_stream_from_template(source.streams.audio[0])
+            else:
+                source.close()
+
+    def _mux_audio(self) -> None:
+        """The sound's packets of the span, shifted to start with the movie. Called once the first
+        video packet is out (the movie's header needs the video encoder's parameters); the muxer
+        interleaves them."""
+        source, span = self.audio_source, self.audio
+        if source is None or span is None:
+            return
+        self.audio_source = None
+        try:
+            stream = source.streams.audio[0]
+            base = stream.time_base
+            shift = int(round(span.start / base))
+            end = span.start + span.duration
+            for packet in source.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                t = float(packet.pts * base)
+                if t < span.start - 1e-6 or t >= end - 1e-6:
+                    continue
+                packet.pts -= shift
+                packet.dts = packet.pts if packet.dts is None else packet.dts - shift
+                packet.stream = self.audio_stream
+                self.container.mux(packet)
+        finally:
+            source.close()
 
     def done(self, index: int) -> bool:
         return False
@@ -95,16 +144,20 @@ class MovieSink:
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_to_depth(frame[..., :3], 8)), format="rgb24")
         for packet in self.stream.encode(video_frame):
             self.container.mux(packet)
+            self._mux_audio()
 
     def close(self) -> None:
         for packet in self.stream.encode():
             self.container.mux(packet)
+            self._mux_audio()
         self.container.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         try:
             self.container.close()
+            if self.audio_source is not None:
+                self.audio_source.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -134,8 +187,10 @@ def _to_float(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.float32)
 
 
-def open_sink(out: Path, fmt: Format, fps: float, width: int, height: int, bit_depth: int = 8):
+def open_sink(out: Path, fmt: Format, fps: float, width: int, height: int, bit_depth: int = 8,
+              audio: AudioSpan | None = None):
+    """A sink for a swap's frames; `audio` (a movie's sound for the span) goes into a movie only."""
     if fmt == "mp4":
         out.parent.mkdir(parents=True, exist_ok=True)
-        return MovieSink(out, fps, width, height)
+        return MovieSink(out, fps, width, height, audio)
     return ImageSequenceSink(out, fmt, bit_depth)

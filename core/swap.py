@@ -6,12 +6,15 @@ with the other identity's decoder, match colour to the original face (statistics
 track), warp back in float, and composite through a feathered mask in the source's own colour
 space. Only the crop's footprint is converted and recomposited: every pixel where the final mask
 is 0 is the source's, bit for bit. Frames without a face are written unchanged and flagged.
-Image-sequence outputs resume: frames already written are skipped.
+Image-sequence outputs resume: frames already written are skipped. A range (a farm chunk, a
+resumed run) is preceded by a pre-roll: the frames before it are tracked and measured, not
+written, so its frames equal those of a swap of the whole shot (docs/FARM.md).
 """
 from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from core import blend, outputs, swap_output
+from core import blend, outputs, swap_output, temporal
 from core.color import ColorConverter, frame_to_network, get_converter, to_display_uint8
 from core.device import resolve_device
 from core.errors import DeepfakeError
@@ -32,12 +35,13 @@ from core.faces.identity import SAME_PERSON, FaceDescriber, cached_faceset_descr
 from core.faceset import Faceset
 from core.media import open_source
 from core.model import load_model
-from core.sinks import open_sink
+from core.sinks import AudioSpan, open_sink
 from core.temporal import FaceTracker, StatsSmoother, TrackedFace
 
 CROP = 256  # crops are aligned at this size, then resized to the model's resolution
 LOW_SCORE = 0.5
 DESCRIBE_EVERY = 10  # frames between identity checks of a lone face
+RECORDS_WAIT = 60.0  # seconds a chunk waits for another to finish updating the shot's records
 
 
 @dataclass
@@ -62,6 +66,7 @@ class SwapSettings:
     batch: int = 8
     force: bool = False  # the same as existing="replace"
     existing: swap_output.Existing = "refuse"
+    preroll: int | None = None  # frames read before each written stretch; None: temporal.preroll_frames
 
 
 @dataclass
@@ -110,7 +115,10 @@ class Swapper:
         if not isinstance(self.state, dict):
             raise DeepfakeError(f"{model_dir}: the model's training record is unreadable; retrain it")
         self.own, self.other = ("a", "b") if settings.direction == "a2b" else ("b", "a")
-        self.flags: dict[int, list[str]] = {}
+        self.flags: dict[int, list[str]] = {}  # this batch's, of the frames this run writes
+        self.writing: set[int] = set()
+        self.tracker = FaceTracker(fps=30.0)
+        self.stats = StatsSmoother(fps=30.0)
         self.identity: np.ndarray | None = None
         self.describer: FaceDescriber | None = None
         self.track_distance: dict[int, float] = {}
@@ -156,8 +164,10 @@ class Swapper:
 
     # -- per frame --------------------------------------------------------------------------------
     def flag(self, index: int, reason: str, **extra: Any) -> None:
+        if index not in self.writing:  # a pre-roll frame: another run (or chunk) writes and flags it
+            return
         reasons = self.flags.setdefault(index, [])
-        if reason not in reasons:  # a resumed run may see a frame again
+        if reason not in reasons:
             reasons.append(reason)
         self.events.flag(index, reason, **extra)
 
@@ -167,7 +177,9 @@ class Swapper:
         if self.identity is None or self.describer is None:
             return max(tracked, key=lambda t: t.face.area)
         for t in tracked:
-            due = len(tracked) > 1 or index - self.track_described.get(t.track_id, -10**9) >= DESCRIBE_EVERY
+            # On frame numbers, not on time since the track began: a chunk checks the frames a
+            # whole-shot run checks.
+            due = len(tracked) > 1 or t.track_id not in self.track_described or index % DESCRIBE_EVERY == 0
             if due:
                 d = distance(self.describer.describe(display, t.face.landmarks), self.identity)
                 old = self.track_distance.get(t.track_id)
@@ -203,12 +215,22 @@ class Swapper:
         rgb, mask = self.model(x, self.other)
         return (rgb.float().permute(0, 2, 3, 1).cpu().numpy(), mask.float()[:, 0].cpu().numpy())
 
+    def _mask(self, item: Pending, learned: np.ndarray) -> np.ndarray:
+        s = self.settings
+        hull = transform_points(item.tracked.landmarks, item.matrix)
+        return blend.face_mask(hull, CROP, learned=learned, erode=s.erode, blur=s.blur)
+
+    def _warm(self, item: Pending, learned: np.ndarray, stats: StatsSmoother) -> None:
+        """A pre-roll frame: the colour smoother sees its statistics as in a whole-shot run."""
+        mask = self._mask(item, learned)
+        if mask.any():
+            stats(item.tracked.track_id, item.index, blend.lab_stats(item.crop, mask))
+
     def _finish(self, item: Pending, rgb: np.ndarray, learned: np.ndarray, converter: ColorConverter,
                 stats: StatsSmoother) -> np.ndarray:
         s = self.settings
         face = np.clip(cv2.resize(rgb, (CROP, CROP), interpolation=cv2.INTER_CUBIC), 0, 1)
-        hull = transform_points(item.tracked.landmarks, item.matrix)
-        mask = blend.face_mask(hull, CROP, learned=learned, erode=s.erode, blur=s.blur)
+        mask = self._mask(item, learned)
         if not mask.any():  # eroded away (a large --erode / --blur, a tiny face): nothing to paint
             self.flag(item.index, "empty_mask")
             return self._unchanged(item.frame)
@@ -253,71 +275,114 @@ class Swapper:
         colorspace = s.colorspace or default_colorspace(info)
         record = swap_output.make_record(source_fingerprint(info), self.model_dir, self.state,
                                          self._settings_record(colorspace, info))
-        with self._lock():
-            out, action = swap_output.resolve(self.out, s.format, record, "replace" if s.force else s.existing)
-            if out == self.out:
-                return self._run_locked(info, colorspace, record, action)
-            self.events.log(f"{self.out} holds another swap: keeping it and writing to {out}")
-            self.out = out
-            check_output(self.out, self.input_path, s)
-            with self._lock():  # the first stays held: a second "new" job cannot pick the same sibling
-                return self._run_locked(info, colorspace, record, action)
-
-    def _lock(self):
-        """The output's lock, after proving its folder writable."""
-        if self.settings.format == "mp4":
+        if s.format == "mp4":  # a movie is one job's, whole: its lock is held for the run
             outputs.ensure_writable(self.out.parent)
-            return outputs.file_lock(self.out, f"the swap output {self.out}")
-        outputs.ensure_writable(self.out)
-        return outputs.folder_lock(self.out, f"the swap output {self.out}")
+            with outputs.file_lock(self.out, f"the swap output {self.out}"):
+                original = self.out
+                action = self._claim(record)
+                if self.out == original:
+                    return self._run_claimed(info, colorspace, action)
+                # The first stays held too: a second "new" job cannot pick the same sibling.
+                with outputs.file_lock(self.out, f"the swap output {self.out}"):
+                    return self._run_claimed(info, colorspace, self._claim(record))
+        # A frame folder is shared by the chunks of a shot (a farm's nodes, each a range): its
+        # lock is taken only for the records, in turn; each run holds a lock of its own range.
+        action = self._claim(record)
+        with outputs.exclusive(self.out / f".deepfake.{info.start}-{info.start + info.count - 1}.lock",
+                               f"frames {info.start}..{info.start + info.count - 1} of {self.out}"):
+            return self._run_claimed(info, colorspace, action)
 
-    def _run_locked(self, info: Any, colorspace: str, record: dict[str, Any], action: str) -> dict[str, Any]:
+    def _records_lock(self):
+        if self.settings.format == "mp4":
+            return nullcontext()  # the movie's own lock is held already
+        outputs.ensure_writable(self.out)
+        return outputs.folder_lock(self.out, f"the swap output {self.out}", wait=RECORDS_WAIT)
+
+    def _claim(self, record: dict[str, Any]) -> str:
+        """Decide, under the output's lock, whether this run resumes, replaces or starts afresh
+        (moving to a numbered sibling for --existing new), clear what it replaces and write its
+        record."""
+        s = self.settings
+        with self._records_lock():
+            out, action = swap_output.resolve(self.out, s.format, record, "replace" if s.force else s.existing)
+            if out != self.out:
+                self.events.log(f"{self.out} holds another swap: keeping it and writing to {out}")
+                self.out = out
+                check_output(self.out, self.input_path, s)
+                if s.format == "mp4":
+                    return action  # the caller takes the sibling's lock and claims it
+                return self._claim(record)  # under the sibling's own lock: it resumes or starts afresh
+            if s.format == "mp4":
+                outputs.remove_stale_temps(self.out.parent, stem=self.out.name)
+            else:
+                outputs.remove_stale_temps(self.out, targets=(swap_output.RECORD, swap_output.FLAGS))
+            if action == "replace":
+                self.events.log(f"replacing the earlier swap in {self.out}")
+                swap_output.clear(self.out, s.format)
+            swap_output.write_record(self.out, s.format, record)
+            return action
+
+    def _run_claimed(self, info: Any, colorspace: str, action: str) -> dict[str, Any]:
         from core.faces.select import make_aligner
 
         s = self.settings
         folder = self.out.parent if s.format == "mp4" else self.out
-        outputs.remove_stale_temps(folder, stem=self.out.name if s.format == "mp4" else None)
-        if action == "replace":
-            self.events.log(f"replacing the earlier swap in {self.out}")
-            swap_output.clear(self.out, s.format)
-        elif action == "resume":
-            self.flags = swap_output.read_flags(self.out, s.format)
         alignments = self._alignments(info)
         converter = get_converter(colorspace, s.ocio_config)
         # A float source (EXR) written to PNG: composited in its own linear space as always, then
         # encoded for the display-referred PNG (an 8/16-bit PNG holds sRGB, as Blender reads it).
         self.converter = converter
-        self.encode_display = s.format == "png" and is_exr(info)
-        sink = open_sink(self.out, s.format, info.fps, info.width, info.height, s.bit_depth)
+        self.encode_display = s.format == "png" and is_exr(Path(info.path))
+        sink = open_sink(self.out, s.format, info.fps, info.width, info.height, s.bit_depth,
+                         audio=AudioSpan(Path(info.path), info.start / info.fps, info.count / info.fps)
+                         if info.kind == "movie" else None)
+        if s.format != "mp4":  # what a killed run of this range left half-written
+            outputs.remove_stale_temps(folder, targets={swap_output.frame_name(i, s.format)
+                                                        for i in range(info.start, info.start + info.count)})
         todo = [i for i in range(info.start, info.start + info.count) if not sink.done(i)]
+        self.writing = set(todo)
+        preroll = temporal.preroll_frames(info.fps, s.smooth) if s.preroll is None else s.preroll
+        warm = warm_frames(todo, preroll)
         outputs.ensure_free_space(folder, estimated_bytes(s.format, info.width, info.height, len(todo)),
                                   f"{len(todo)} swapped frames")
-        swap_output.write_record(self.out, s.format, record)
         self._identity()
-        needs_detection = alignments is None or any(f not in alignments.frames for f in todo)
+        needs_detection = alignments is None or any(f not in alignments.frames for f in warm | self.writing)
         aligner = make_aligner(s.aligner, s.device, log=self.events.log) if needs_detection and todo else None
-        tracker = FaceTracker(fps=info.fps, smooth=s.smooth)
-        stats = StatsSmoother(fps=info.fps, smooth=s.smooth)
-        t0, done, written = time.monotonic(), 0, 0
-        wanted = set(todo)
+        if warm:
+            self.events.log(f"pre-roll: {len(warm)} frames before the frames to write are read to warm the "
+                            "smoothing, not written")
+        first = min(warm | self.writing) if todo else info.start + info.count
+        t0, done, written, last = time.monotonic(), 0, 0, None
         batch: list[tuple[int, np.ndarray]] = []
         try:
-            with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as source:
+            with (open_source(self.input_path, start=first, count=info.start + info.count - first, yuv=s.yuv)
+                  if todo else nullcontext(iter(()))) as source:
                 for index, frame in source:
-                    if index not in wanted:
-                        done += 1
+                    if index not in warm and index not in self.writing:
+                        done += index >= info.start
                         continue
+                    if last is not None and index != last + 1:  # a gap: the next frames start cold, as a chunk does
+                        written += self._flush(batch, alignments, aligner, converter, sink)
+                        batch = []
+                        self._restart(info.fps)
+                    if last is None:
+                        self._restart(info.fps)
+                    last = index
                     batch.append((index, frame))
-                    if len(batch) >= s.batch:
-                        written += self._batch(batch, alignments, aligner, tracker, stats, converter, sink)
-                        done += len(batch)
+                    # Batches end on multiples of the batch size in frame numbers, not counted from
+                    # where this run began: a chunk feeds the model the batches a whole-shot run does
+                    # (a batch of other frames rounds differently by a level here and there).
+                    if (index + 1) % s.batch == 0:
+                        done += sum(i >= info.start for i, _ in batch)
+                        written += self._flush(batch, alignments, aligner, converter, sink)
                         batch = []
                         self.events.progress("swap", done, info.count)
-                if batch:
-                    written += self._batch(batch, alignments, aligner, tracker, stats, converter, sink)
-                    done += len(batch)
-                    self.events.progress("swap", done, info.count)
+                done += sum(i >= info.start for i, _ in batch) if todo else info.count
+                written += self._flush(batch, alignments, aligner, converter, sink)
+                self.events.progress("swap", done, info.count)
             sink.close()
+            with self._records_lock():
+                ranges = swap_output.add_range(self.out, s.format, info.start, info.count)
         except BaseException as exc:
             if hasattr(sink, "abort"):
                 sink.abort()
@@ -326,26 +391,51 @@ class Swapper:
                         f"the {written} frames written so far are whole and kept: free some space and rerun to resume")
                 raise outputs.disk_full(exc, str(self.out), kept) from None
             raise
-        finally:
-            try:
-                flags_path = swap_output.write_flags(self.out, s.format, self.flags)
-            except OSError:
-                flags_path = swap_output.flags_path(self.out, s.format)
         seconds = time.monotonic() - t0
+        flags = swap_output.read_flags(self.out, s.format)
         counts: dict[str, int] = {}
-        for reasons in self.flags.values():
-            for r in reasons:
-                counts[r] = counts.get(r, 0) + 1
+        for frame, reasons in flags.items():
+            if info.start <= frame < info.start + info.count:
+                for r in reasons:
+                    counts[r] = counts.get(r, 0) + 1
         summary = {"output": str(self.out), "frames": info.count, "frames_written": written,
                    "seconds": round(seconds, 2), "fps": round(written / seconds, 2) if seconds > 0 else None,
                    "flags": counts, "colorspace": converter.colorspace, "direction": s.direction,
-                   "model_iteration": self.state.get("iteration"),
+                   "model_iteration": self.state.get("iteration"), "preroll": preroll,
+                   "frames_read_for_preroll": len(warm), "ranges": ranges,
                    "output_colorspace": "sRGB" if self.encode_display else converter.colorspace}
-        self.events.result(sink.outputs() + [str(flags_path)], **summary)
+        self.events.result(sink.outputs() + [str(swap_output.flags_path(self.out, s.format))], **summary)
         return summary
 
+    def _restart(self, fps: float) -> None:
+        """Fresh tracks and filters: at the first frame read and after a stretch that was skipped
+        (frames a resumed run already has), so that every written frame saw the same past as in
+        a swap of the whole shot: its pre-roll."""
+        self.tracker = FaceTracker(fps=fps, smooth=self.settings.smooth)
+        self.stats = StatsSmoother(fps=fps, smooth=self.settings.smooth)
+        self.track_distance.clear()
+        self.track_described.clear()
+
+    def _flush(self, batch: list[tuple[int, np.ndarray]], alignments: Faceset | None, aligner: Any,
+               converter: ColorConverter, sink: Any) -> int:
+        """Swap a batch; its frames' flags reach flags.json before the frames reach the disk, so a
+        job killed between the two leaves flags for frames its rerun writes again, never frames
+        without their flags."""
+        if not batch:
+            return 0
+        self.flags = {}
+        results = self._batch(batch, alignments, aligner, converter)
+        mine = [index for index, _ in batch if index in self.writing]
+        with self._records_lock():
+            swap_output.merge_flags(self.out, self.settings.format, mine, self.flags)
+        for index, frame in results:
+            sink.write(index, frame)
+        return len(results)
+
     def _batch(self, batch: list[tuple[int, np.ndarray]], alignments: Faceset | None, aligner: Any,
-               tracker: FaceTracker, stats: StatsSmoother, converter: ColorConverter, sink: Any) -> int:
+               converter: ColorConverter) -> list[tuple[int, np.ndarray]]:
+        """Track, align and swap a batch; returns the frames to write (those of the pre-roll only
+        move the tracker and the smoothing on)."""
         displays = [to_display_uint8(frame[..., :3], converter) for _, frame in batch]
         found: list[list[Face] | None] = [None] * len(batch)
         if alignments is not None:
@@ -362,7 +452,7 @@ class Swapper:
         items = []
         for (index, frame), display, faces in zip(batch, displays, found):
             item = Pending(index, frame)
-            tracked = tracker.update(index, faces or [])
+            tracked = self.tracker.update(index, faces or [])
             item.tracked = self._choose(index, display, tracked)
             if item.tracked is None:
                 self.flag(index, "no_face")
@@ -375,16 +465,34 @@ class Swapper:
                     self.flag(index, "bad_landmarks")
                     item.tracked = None
             items.append(item)
-        active = [it for it in items if it.tracked is not None]
-        rgb, learned = self._infer(active) if active else (None, None)
-        k = 0
-        for item in items:
-            if item.tracked is None:
-                sink.write(item.index, self._unchanged(item.frame))
+        # A pre-roll frame needs the model only for the colour statistics it feeds the smoother.
+        use = [it.tracked is not None and (it.index in self.writing or self.settings.color == "mean-std")
+               for it in items]
+        needed = [it for it, u in zip(items, use) if u]
+        rgb, learned = self._infer(needed) if needed else (None, None)
+        out, k = [], 0
+        for item, u in zip(items, use):
+            if not u:
+                if item.index in self.writing:
+                    out.append((item.index, self._unchanged(item.frame)))
+                continue
+            if item.index in self.writing:
+                out.append((item.index, self._finish(item, rgb[k], learned[k], converter, self.stats)))
             else:
-                sink.write(item.index, self._finish(item, rgb[k], learned[k], converter, stats))
-                k += 1
-        return len(items)
+                self._warm(item, learned[k], self.stats)
+            k += 1
+        return out
+
+
+def warm_frames(todo: list[int], preroll: int) -> set[int]:
+    """The frames read before each stretch of `todo` (sorted) to warm the filters, not written:
+    up to `preroll` frames before the stretch, from frame 0 at the earliest."""
+    warm: set[int] = set()
+    wanted = set(todo)
+    for i, index in enumerate(todo):
+        if i == 0 or todo[i - 1] != index - 1:
+            warm.update(f for f in range(max(0, index - preroll), index) if f not in wanted)
+    return warm
 
 
 def plausible(landmarks: np.ndarray, frame_shape: tuple[int, ...]) -> bool:
@@ -399,17 +507,17 @@ def plausible(landmarks: np.ndarray, frame_shape: tuple[int, ...]) -> bool:
     return 4 <= size <= 10 * max(w, h) and x1 > 0 and y1 > 0 and x0 < w and y0 < h
 
 
-def is_exr(info: Any) -> bool:
+def is_exr(path: Path) -> bool:
     """Whether the source is EXR (float, scene-linear). An image folder holds one format:
     media refuses mixed ones."""
-    path = Path(info.path)
+    path = Path(path)
     return any(f.suffix.lower() == ".exr" for f in (path.iterdir() if path.is_dir() else [path]))
 
 
 def default_colorspace(info: Any) -> str:
     """What the frames are when the caller does not say: EXR frames are scene-linear (Linear
     Rec.709, as Blender reads them) whatever the output format; everything else is sRGB."""
-    return "Linear Rec.709" if is_exr(info) else "sRGB"
+    return "Linear Rec.709" if is_exr(Path(info.path)) else "sRGB"
 
 
 def estimated_bytes(fmt: str, width: int, height: int, frames: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from core.atomic import write_atomic
@@ -62,7 +63,7 @@ def read_record(out: Path) -> dict[str, Any]:
 
 def make_record(source: dict[str, Any], model: Path, model_state: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     return {"record": FORMAT, "record_version": VERSION,
-            "source": {k: source.get(k) for k in ("path", "size", "mtime")},
+            "source": {k: source.get(k) for k in ("path", "size", "mtime")}, "fps": source.get("fps"),
             "model": str(Path(model).resolve()), "model_id": model_state.get("model_id"),
             "iteration": model_state.get("iteration"), **settings}
 
@@ -145,7 +146,35 @@ def resolve(out: Path, fmt: str, record: dict[str, Any], existing: Existing) -> 
 
 
 def write_record(out: Path, fmt: str, record: dict[str, Any]) -> None:
+    """Write this run's record; the ranges that earlier runs of the same work completed are kept
+    (call it under the output's lock)."""
+    old = read_json(record_path(out, fmt))
+    ranges = old.get("ranges", []) if old and not differences(old, record) else []
+    write_atomic(record_path(out, fmt), (json.dumps({**record, "ranges": _valid_ranges(ranges)}, indent=1) + "\n").encode())
+
+
+def add_range(out: Path, fmt: str, start: int, count: int) -> list[list[int]]:
+    """Record that frames start .. start + count - 1 are complete: the shot's record holds the
+    union of what every run (a local one, a resumed one, each chunk of a farm job) completed, as
+    sorted, merged [start, count] pairs. Call it under the output's lock."""
+    record = read_json(record_path(out, fmt))
+    spans = sorted([*_valid_ranges(record.get("ranges", [])), [start, count]])
+    merged: list[list[int]] = []
+    for first, n in spans:
+        if merged and first <= merged[-1][0] + merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], first + n - merged[-1][0])
+        else:
+            merged.append([first, n])
+    record["ranges"] = merged
     write_atomic(record_path(out, fmt), (json.dumps(record, indent=1) + "\n").encode())
+    return merged
+
+
+def _valid_ranges(ranges: Any) -> list[list[int]]:
+    if not isinstance(ranges, list):
+        return []
+    return [[int(a), int(b)] for a, b in (r for r in ranges if isinstance(r, list) and len(r) == 2)
+            if isinstance(a, int) and isinstance(b, int) and a >= 0 and b > 0]
 
 
 def read_flags(out: Path, fmt: str) -> dict[int, list[str]]:
@@ -156,6 +185,17 @@ def read_flags(out: Path, fmt: str) -> dict[int, list[str]]:
         if isinstance(entry, dict) and isinstance(entry.get("frame"), int) and isinstance(entry.get("reasons"), list):
             flags[entry["frame"]] = [str(r) for r in entry["reasons"]]
     return flags
+
+
+def merge_flags(out: Path, fmt: str, frames: Iterable[int], flags: dict[int, list[str]]) -> Path:
+    """Replace what flags.json says of `frames` (the frames this run writes) by `flags`, leaving
+    every other frame's entry as it is: the chunks of one shot, each writing its own frames,
+    combine into the shot's flags. Call it under the output's lock."""
+    merged = read_flags(out, fmt)
+    for frame in frames:
+        merged.pop(frame, None)
+    merged.update(flags)
+    return write_flags(out, fmt, merged)
 
 
 def write_flags(out: Path, fmt: str, flags: dict[int, list[str]]) -> Path:

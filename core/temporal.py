@@ -134,6 +134,30 @@ def landmark_filter(fps: float, smooth: float = 1.0) -> OneEuroFilter:
                          vector_axis=-1)
 
 
+# A filter started cold and one that ran all along differ by at most the jitter of one frame (a
+# pixel or two); after a pre-roll of `preroll_frames` they differ by PREROLL_TOLERANCE of that,
+# a few hundredths of a pixel, which moves no composited pixel by a level (measured in
+# docs/FARM.md). The tracker's outlier rule looks back JUMP_HISTORY frames.
+PREROLL_TOLERANCE = 0.01
+JUMP_HISTORY = 15
+
+
+def preroll_frames(fps: float, smooth: float = 1.0, tolerance: float = PREROLL_TOLERANCE) -> int:
+    """How many frames before a range the swap must read (tracked and measured, not written) so
+    that the range comes out as it does inside a swap of the whole shot.
+
+    Every filter here forgets geometrically: a still signal's low-pass keeps 1 - alpha of the
+    past per frame at its lowest cutoff (min_cutoff / smooth: landmarks and colour statistics
+    alike at 0.5 Hz); motion only raises the cutoff and shortens the memory. So the slowest
+    still filter decides: n with (1 - alpha)^n <= tolerance, at least JUMP_HISTORY. At 30 fps and
+    smooth 1 that is 46 frames (1.5 s); smooth 0 keeps only the speed estimate and the outlier
+    history.
+    """
+    slowest = LANDMARK_D_CUTOFF if smooth == 0 else min(LANDMARK_MIN_CUTOFF, STATS_MIN_CUTOFF) / smooth
+    keep = 1.0 - float(_alpha(slowest, 1.0 / fps))
+    return max(JUMP_HISTORY, math.ceil(math.log(tolerance) / math.log(keep)))
+
+
 def face_size(landmarks: np.ndarray) -> float:
     """A face's size in pixels: the square root of the area of its landmarks' bounding box.
 

@@ -428,3 +428,39 @@ def test_train_starts_a_new_model_from_a_pretrained_one_and_resumes_without_it(s
     settings.init_model = str(tmp_path / "nothing")
     with pytest.raises(RuntimeError, match="Start From: .* is not a model folder"):
         bpy.ops.deepfake.train()
+
+
+def test_farm_job_of_a_trimmed_strip_runs_and_lands_like_a_local_swap(tmp_path, scene, addon, tiny_model):
+    """Write Farm Job on a strip showing source frames 10..59: the bundle names exactly those
+    frames; `openjd run` of the bundle (as a farm would) swaps them in chunks; Load Farm Result
+    places them above the strip on its own timeline frames, as Swap does. Before the farm has
+    written every frame, Load Farm Result refuses and changes nothing."""
+    from blender_deepfake import vse
+
+    strip = movie_strip(scene, D18, 10, 50, channel=1, frame_start=101)
+    settings = scene.deepfake
+    settings.model_folder, settings.farm_chunk_size = str(tiny_model), 20
+    assert bpy.ops.deepfake.farm_job() == {"FINISHED"}
+    (bundle,) = (tmp_path / "work" / "farm").iterdir()
+    params = json.loads((bundle / "parameters.json").read_text())
+    assert (params["FrameStart"], params["FrameEnd"], params["ChunkSize"]) == (10, 59, 20)
+    assert params["Source"] == str(D18) and params["Model"] == str(tiny_model) and params["CorePython"] == CORE_PYTHON
+    assert params["Colorspace"] == "sRGB" and params["Yuv"] == vse.movie_yuv_conversion()
+    before = snapshot(scene, tmp_path / "work" / "swaps")
+    with pytest.raises(RuntimeError, match="holds no swap yet"):
+        bpy.ops.deepfake.farm_result()
+    assert snapshot(scene, tmp_path / "work" / "swaps") == before
+    openjd = Path(CORE_PYTHON).with_name("openjd")
+    job = subprocess.run([str(openjd), "run", str(bundle / "template.yaml"), "--step", "Assemble", "--run-dependencies",
+                          "-p", f"file://{bundle / 'parameters.json'}"], capture_output=True, text=True, timeout=900)
+    assert job.returncode == 0, job.stdout[-3000:]
+    out = Path(params["Output"])
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:06d}.png" for i in range(10, 60)]
+    assert Path(params["Movie"]).is_file()
+    select_only(scene, strip)
+    assert bpy.ops.deepfake.farm_result() == {"FINISHED"}
+    placed = [s for s in vse.all_strips(scene) if s.type == "IMAGE"]
+    assert len(placed) == 1 and placed[0].channel == 2
+    assert (placed[0].frame_final_start, placed[0].frame_final_duration) == (strip.frame_final_start, 50)
+    assert Path(bpy.path.abspath(placed[0].directory)) == out
+    assert [e.filename for e in placed[0].elements] == [f"frame_{i:06d}.png" for i in range(10, 60)]
