@@ -97,7 +97,7 @@ def main() -> None:
     whole_s = time.monotonic() - t0
     print(f"whole: {summary['frames_written']} frames in {whole_s:.1f} s = {summary['frames_written'] / whole_s:.2f} frames/s "
           f"(pre-roll setting {summary['preroll']})", flush=True)
-    print("| pre-roll | frames read for pre-roll | wall s | frames/s | vs whole | largest difference | frames differing |")
+    print("| pre-roll | frames read, not written | wall s | frames/s | vs whole | largest difference | frames differing |")
     print("|---|---|---|---|---|---|---|")
     for text in args.prerolls.split(","):
         preroll = None if text == "default" else int(text)
@@ -105,7 +105,7 @@ def main() -> None:
         t0, read, used = time.monotonic(), 0, None
         for start in range(0, FRAMES, args.chunk):
             result = swap_range(model, folder, start, min(args.chunk, FRAMES - start), preroll)
-            read, used = read + result["frames_read_for_preroll"], result["preroll"]
+            read, used = read + result["frames_read_not_written"], result["preroll"]
         seconds = time.monotonic() - t0
         worst, differ = compare(whole, folder)
         print(f"| {used} | {read} | {seconds:.1f} | {FRAMES / seconds:.2f} | {whole_s / seconds:.2f}x | {worst} | {differ} |",

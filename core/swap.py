@@ -342,24 +342,26 @@ class Swapper:
         todo = [i for i in range(info.start, info.start + info.count) if not sink.done(i)]
         self.writing = set(todo)
         preroll = temporal.preroll_frames(info.fps, s.smooth) if s.preroll is None else s.preroll
-        warm = warm_frames(todo, preroll)
+        warm = warm_frames(todo, preroll, s.batch, info.frame_count)
         outputs.ensure_free_space(folder, estimated_bytes(s.format, info.width, info.height, len(todo)),
                                   f"{len(todo)} swapped frames")
         self._identity()
         needs_detection = alignments is None or any(f not in alignments.frames for f in warm | self.writing)
         aligner = make_aligner(s.aligner, s.device, log=self.events.log) if needs_detection and todo else None
-        if warm:
-            self.events.log(f"pre-roll: {len(warm)} frames before the frames to write are read to warm the "
-                            "smoothing, not written")
-        first = min(warm | self.writing) if todo else info.start + info.count
+        end = info.start + info.count
+        before = sum(f < todo[0] for f in warm) if todo else 0
+        if before:
+            self.events.log(f"pre-roll: {before} frames before frame {todo[0]} are read to warm the smoothing, "
+                            "not written")
+        first, stop = (min(warm | self.writing), max(warm | self.writing) + 1) if todo else (end, end)
         t0, done, written, last = time.monotonic(), 0, 0, None
         batch: list[tuple[int, np.ndarray]] = []
         try:
-            with (open_source(self.input_path, start=first, count=info.start + info.count - first, yuv=s.yuv)
+            with (open_source(self.input_path, start=first, count=stop - first, yuv=s.yuv)
                   if todo else nullcontext(iter(()))) as source:
                 for index, frame in source:
                     if index not in warm and index not in self.writing:
-                        done += index >= info.start
+                        done += 1  # written by an earlier run
                         continue
                     if last is not None and index != last + 1:  # a gap: the next frames start cold, as a chunk does
                         written += self._flush(batch, alignments, aligner, converter, sink)
@@ -373,11 +375,11 @@ class Swapper:
                     # where this run began: a chunk feeds the model the batches a whole-shot run does
                     # (a batch of other frames rounds differently by a level here and there).
                     if (index + 1) % s.batch == 0:
-                        done += sum(i >= info.start for i, _ in batch)
+                        done += sum(info.start <= i < end for i, _ in batch)
                         written += self._flush(batch, alignments, aligner, converter, sink)
                         batch = []
                         self.events.progress("swap", done, info.count)
-                done += sum(i >= info.start for i, _ in batch) if todo else info.count
+                done += sum(info.start <= i < end for i, _ in batch) if todo else info.count
                 written += self._flush(batch, alignments, aligner, converter, sink)
                 self.events.progress("swap", done, info.count)
             sink.close()
@@ -402,7 +404,7 @@ class Swapper:
                    "seconds": round(seconds, 2), "fps": round(written / seconds, 2) if seconds > 0 else None,
                    "flags": counts, "colorspace": converter.colorspace, "direction": s.direction,
                    "model_iteration": self.state.get("iteration"), "preroll": preroll,
-                   "frames_read_for_preroll": len(warm), "ranges": ranges,
+                   "frames_read_not_written": len(warm), "ranges": ranges,
                    "output_colorspace": "sRGB" if self.encode_display else converter.colorspace}
         self.events.result(sink.outputs() + [str(swap_output.flags_path(self.out, s.format))], **summary)
         return summary
@@ -484,14 +486,20 @@ class Swapper:
         return out
 
 
-def warm_frames(todo: list[int], preroll: int) -> set[int]:
-    """The frames read before each stretch of `todo` (sorted) to warm the filters, not written:
-    up to `preroll` frames before the stretch, from frame 0 at the earliest."""
+def warm_frames(todo: list[int], preroll: int, batch: int = 1, frame_count: int | None = None) -> set[int]:
+    """The frames read around each stretch of `todo` (sorted) but not written: up to `preroll`
+    frames before it, from frame 0 at the earliest, to warm the filters; and after it, the rest of
+    its last batch (to `frame_count` at most), so the model sees that batch as a whole-shot run
+    does. The filters are causal: frames after a stretch change none of its frames' tracking."""
     warm: set[int] = set()
     wanted = set(todo)
     for i, index in enumerate(todo):
         if i == 0 or todo[i - 1] != index - 1:
             warm.update(f for f in range(max(0, index - preroll), index) if f not in wanted)
+        if i == len(todo) - 1 or todo[i + 1] != index + 1:
+            boundary = (index // batch + 1) * batch
+            end = boundary if frame_count is None else min(boundary, frame_count)
+            warm.update(f for f in range(index + 1, end) if f not in wanted)
     return warm
 
 

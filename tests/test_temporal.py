@@ -311,3 +311,6 @@ def test_warm_frames_precede_every_stretch_and_never_frame_0():
     assert warm_frames([2, 3], 5) == {0, 1}
     assert warm_frames([10, 11, 30], 3) == {7, 8, 9, 27, 28, 29}
     assert warm_frames([], 5) == set()
+    # and the rest of each stretch's last batch of 8 (frames 0-7, 8-15, ...), within the source
+    assert warm_frames([50, 51, 52], 2, batch=8) == {48, 49, 53, 54, 55}
+    assert warm_frames([10, 11, 30], 0, batch=8, frame_count=31) == {12, 13, 14, 15}
