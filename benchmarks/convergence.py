@@ -81,7 +81,8 @@ def swap_and_evaluate(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, swapped
     from core.swap import SwapSettings, swap
 
     start, count = held_out_range(clip_a)
-    swap(clip_a, model, swapped, SwapSettings(start=start, count=count, aligner="dlib", device="cpu",
+    # preroll=0: the held-out frames start cold, as every table of docs/TRAINING.md measured them
+    swap(clip_a, model, swapped, SwapSettings(start=start, count=count, aligner="dlib", device="cpu", preroll=0,
                                               existing="replace"), quiet())
     return evaluate_clip(clip_a, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())["summary"]
 
