@@ -440,6 +440,9 @@ def test_farm_job_of_a_trimmed_strip_runs_and_lands_like_a_local_swap(tmp_path, 
     strip = movie_strip(scene, D18, 10, 50, channel=1, frame_start=101)
     settings = scene.deepfake
     settings.model_folder, settings.farm_chunk_size = str(tiny_model), 20
+    settings.swap_mode, settings.swap_format = "overlay", "png"
+    _refused(scene, addon, bpy.ops.deepfake.farm_job, "composited PNG")  # the movie is joined at the end
+    settings.swap_mode = "composite"
     assert bpy.ops.deepfake.farm_job() == {"FINISHED"}
     (bundle,) = (tmp_path / "work" / "farm").iterdir()
     params = json.loads((bundle / "parameters.json").read_text())
