@@ -34,12 +34,19 @@ def core_command(python: str, step: str, args: Sequence[str | os.PathLike]) -> l
     return [python, "-m", "core", step, *map(str, args), "--events", "jsonl"]
 
 
-def core_env(core_path: str = "") -> dict[str, str]:
+OFFLINE_ENV = "DEEPFAKE_OFFLINE"
+"""core.network's switch (the add-on knows core only as a command line, so the name is repeated)."""
+
+
+def core_env(core_path: str = "", offline: bool = False) -> dict[str, str]:
     """The child's environment: `core_path` (a folder holding the `core` package) goes first on
-    PYTHONPATH; Blender's own PYTHONHOME/PYTHONPATH must not leak into another interpreter."""
+    PYTHONPATH; Blender's own PYTHONHOME/PYTHONPATH must not leak into another interpreter;
+    `offline` (Blender's online access is off) keeps the core and what it starts off the network."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
     if core_path:
         env["PYTHONPATH"] = core_path
+    if offline:
+        env[OFFLINE_ENV] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -57,8 +64,10 @@ def check_interpreter(python: str, core_path: str = "", timeout: float = 60.0) -
     code = ("import importlib.util as u, json\n"
             "missing = [m for m in ('core', 'torch', 'cv2', 'dlib', 'av', 'safetensors', 'PyOpenColorIO') "
             "if u.find_spec(m) is None]\n"
-            "print(json.dumps(missing))\n"
-            "import core\n")
+            "print(json.dumps(missing), flush=True)\n"
+            "import core, torch\n"
+            "from core.device import choose_device\n"
+            "print(json.dumps([torch.__version__, *choose_device('auto')]))\n")
     try:
         done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
                               env=core_env(core_path), cwd=os.path.abspath(os.sep))
@@ -69,11 +78,15 @@ def check_interpreter(python: str, core_path: str = "", timeout: float = 60.0) -
     except (IndexError, ValueError):
         missing = None
     if missing:
-        return False, f"{python} lacks: {', '.join(missing)} (install the core environment and name its python)"
+        return False, f"{python} lacks: {', '.join(missing)}"
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
         return False, f"{python} cannot import core: {tail}"
-    return True, f"{python}: core and its dependencies import"
+    try:
+        torch_version, device, _ = json.loads(done.stdout.strip().splitlines()[1])
+    except (IndexError, ValueError):
+        return True, f"{python}: core and its dependencies import"
+    return True, f"{python}: core and its dependencies import; torch {torch_version}, device auto: {device}"
 
 
 @dataclass

@@ -62,7 +62,7 @@ def _core(context: Any) -> prefs.CoreSettings:
     settings = prefs.settings(context)
     ok, message = prefs.check_core(settings.python, settings.core_path)
     if not ok:
-        raise UserError(message)
+        raise UserError(f"{message}; fix: run {settings.fix}")
     return settings
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import jobs, vse
+from . import core_record, jobs, vse
 
 ADDON_ID = __package__
 DEFAULT_WORK_FOLDER = "//deepfake/"
-DEVICES = [("auto", "Auto", "CUDA when the core's torch sees a GPU, else CPU"),
+DEVICES = [("auto", "Auto", "An NVIDIA GPU (CUDA), else an Apple GPU (Metal), else the CPU: the log says which"),
            ("cuda", "CUDA", "An NVIDIA GPU"),
+           ("mps", "Apple GPU (Metal)", "Apple Silicon's GPU through PyTorch's MPS backend"),
            ("cpu", "CPU", "The processor (slow for training)")]
 
 
@@ -28,14 +29,30 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class CoreChoice:
+    """Which interpreter runs the core, where that choice came from, and the command that repairs
+    it (said by Check Core and by every refusal of a broken core)."""
+    python: str
+    source: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class CoreSettings:
     python: str
     core_path: str
     device: str
     work_folder: Path
+    offline: bool = False
+    fix: str = ""
 
     def env(self) -> dict[str, str]:
-        return jobs.core_env(self.core_path)
+        return jobs.core_env(self.core_path, offline=self.offline)
+
+
+def online_access() -> bool:
+    """Blender's "Allow Online Access" (4.2+): when off, the core downloads nothing."""
+    return bool(getattr(bpy.app, "online_access", True))
 
 
 class DEEPFAKE_AP_preferences(bpy.types.AddonPreferences):
@@ -43,8 +60,8 @@ class DEEPFAKE_AP_preferences(bpy.types.AddonPreferences):
 
     python: StringProperty(
         name="Core Python", subtype="FILE_PATH", default="",
-        description="The python of an environment where `core` imports (e.g. .venv/bin/python of a core "
-                    "install); empty: Blender's own Python")
+        description="The python of an environment where `core` imports; empty: the core that "
+                    "scripts/setup.sh recorded, else Blender's own Python")
     core_path: StringProperty(
         name="Core Folder", subtype="DIR_PATH", default="",
         description="Optional: the folder that holds the `core` package, put on PYTHONPATH for the core")
@@ -74,9 +91,22 @@ def addon_prefs(context: Any = None) -> Any:
     return addon.preferences if addon is not None else None
 
 
-def resolve_python(prefs: Any) -> str:
+def resolve_python(prefs: Any) -> CoreChoice:
+    """The preference when set; else the core `scripts/setup.sh` recorded (core_record); else
+    Blender's own Python (the bpy module in the core's environment)."""
+    generic_fix = f"`{core_record.SETUP_COMMAND}` in the blender-deepfake folder"
     path = getattr(prefs, "python", "") if prefs is not None else ""
-    return bpy.path.abspath(path) if path else jobs.default_python()
+    if path:
+        return CoreChoice(bpy.path.abspath(path), "the Core Python preference",
+                          f"{generic_fix}, then clear Core Python (or name a python where core imports)")
+    try:
+        record = core_record.read_record()
+    except core_record.RecordError as exc:
+        raise SettingsError(str(exc)) from None
+    if record is not None:
+        return CoreChoice(record.python, f"the setup record {core_record.record_path()}", f"`{record.setup_command()}`")
+    return CoreChoice(jobs.default_python(), "Blender's own Python (no setup record at "
+                      f"{core_record.record_path()})", generic_fix)
 
 
 def resolve_work_folder(raw: str) -> Path:
@@ -95,9 +125,11 @@ def settings(context: Any = None) -> CoreSettings:
     """The effective settings (preferences, or defaults); raises SettingsError with a user message."""
     prefs = addon_prefs(context)
     core_path = bpy.path.abspath(prefs.core_path) if prefs is not None and prefs.core_path else ""
-    return CoreSettings(python=resolve_python(prefs), core_path=core_path,
+    choice = resolve_python(prefs)
+    return CoreSettings(python=choice.python, core_path=core_path,
                         device=prefs.device if prefs is not None else "auto",
-                        work_folder=resolve_work_folder(prefs.work_folder if prefs is not None else DEFAULT_WORK_FOLDER))
+                        work_folder=resolve_work_folder(prefs.work_folder if prefs is not None else DEFAULT_WORK_FOLDER),
+                        offline=not online_access(), fix=choice.fix)
 
 
 _checked: dict[tuple[str, str], tuple[bool, str]] = {}
@@ -120,7 +152,14 @@ class DEEPFAKE_OT_check_core(bpy.types.Operator):
     def execute(self, context: Any) -> set[str]:
         prefs = addon_prefs(context)
         core_path = bpy.path.abspath(prefs.core_path) if prefs is not None and prefs.core_path else ""
-        ok, message = check_core(resolve_python(prefs), core_path, refresh=True)
+        try:
+            choice = resolve_python(prefs)
+        except SettingsError as exc:
+            ok, message = False, str(exc)
+        else:
+            ok, message = check_core(choice.python, core_path, refresh=True)
+            message = (f"{message} (from {choice.source})" if ok
+                       else f"{message}; fix: run {choice.fix}")
         if prefs is not None:
             prefs.check_result = ("OK: " if ok else "Missing: ") + message
         self.report({"INFO"} if ok else {"ERROR"}, message)

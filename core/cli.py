@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Callable
 
+from core.device import DEVICES
 from core.errors import DeepfakeError
 from core.events import Events
+from core.network import OFFLINE_ENV, go_offline
 from core.outputs import disk_full, is_disk_full
 
 
@@ -51,6 +54,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto: a CUDA GPU, else an Apple GPU (MPS), else the CPU; the choice is logged")
+    p.add_argument("--offline", action="store_true",
+                   help="download nothing (face-alignment's weights included): what the add-on passes "
+                        f"when Blender's Allow Online Access is off; same as {OFFLINE_ENV}=1")
+
+
 def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
@@ -69,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--start", type=FRAME, default=0, help="first source frame (0-based)")
     ex.add_argument("--count", type=COUNT, default=None, help="number of frames (default: to the end)")
     ex.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
-    ex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _device_options(ex)
     ex.add_argument("--detector", choices=["hog", "cnn"], default="hog",
                     help="dlib backend's face detector: hog (fast, frontal) or cnn (finds turned and partly hidden faces; slow on a CPU)")
     ex.add_argument("--size", type=number(int, 32, 1024), default=256, help="aligned crop size in pixels (32..1024)")
@@ -87,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--iterations", type=number(int, 1, 10**9), default=1000, help="train until this iteration (a resumed model continues)")
     tr.add_argument("--batch-size", type=number(int, 1, 512), default=None,
                     help="faces per identity per step, 1..512 (default: 16 on CPU, the most that fits on CUDA)")
-    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _device_options(tr)
     tr.add_argument("--seed", type=number(int, 0, 2**31 - 1), default=None,
                     help="random seed of a new model (default 0); a resumed model continues its own random streams")
     tr.add_argument("--holdout", type=number(float, 0.0, 0.9), default=None,
@@ -109,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--recipe", choices=["v1", "v2"], default=None, help="default: v1")
     pt.add_argument("--iterations", type=number(int, 1, 10**9), default=10000, help="train until this iteration")
     pt.add_argument("--batch-size", type=number(int, 1, 512), default=None)
-    pt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _device_options(pt)
     pt.add_argument("--seed", type=number(int, 0, 2**31 - 1), default=None)
     _training_options(pt)
 
@@ -140,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--colorspace", default=None, help="the source's colourspace (default: sRGB, or Linear Rec.709 for EXR)")
     sw.add_argument("--ocio-config", default=None, help="OCIO config (default: a built-in one; the add-on passes Blender's)")
     sw.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
-    sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _device_options(sw)
     sw.add_argument("--existing", choices=("refuse", "replace", "new"), default="refuse",
                     help="when --out holds another swap (other source, model, iteration or settings): refuse (default), "
                          "replace it, or keep it and write to the first free OUT_2, OUT_3...; the same swap always resumes")
@@ -161,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     fj.add_argument("--end", type=FRAME, default=None, help="the last frame (inclusive), instead of --count")
     fj.add_argument("--chunk-size", type=COUNT, default=50, help="frames per farm task (each adds a pre-roll)")
     fj.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
-    fj.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _device_options(fj)
     fj.add_argument("--color", choices=["none", "mean-std", "histogram", "seamless"], default="mean-std")
     fj.add_argument("--colorspace", default="sRGB", help="the source's colourspace")
     fj.add_argument("--yuv", choices=("accurate", "fast"), default="accurate")
@@ -397,6 +408,9 @@ def run_extract(args: argparse.Namespace, events: Events) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    # On an Apple GPU, an op MPS lacks then runs on the CPU instead of failing a long training
+    # halfway; read by torch at import, which no step has done yet. No effect on CUDA or the CPU.
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
@@ -404,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         Events(jsonl=jsonl).error(str(exc))
         return 2
     events = Events(jsonl=args.events == "jsonl")
+    if getattr(args, "offline", False):
+        go_offline()
     signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C and the add-on's Cancel are SIGINT. A process started in the background by a
     # non-interactive shell (a farm, CI, nohup) inherits SIGINT ignored, and Python then leaves it

@@ -105,7 +105,7 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
 class Swapper:
     def __init__(self, input_path: Path, model_dir: Path, out: Path, settings: SwapSettings, events: Events):
         self.input_path, self.model_dir, self.out, self.settings, self.events = input_path, model_dir, out, settings, events
-        self.device = resolve_device(settings.device)
+        self.device = resolve_device(settings.device, log=events.log)
         self.model, self.config, _, metadata = load_model(model_dir, device=str(self.device))
         self.model.eval()
         try:

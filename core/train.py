@@ -125,7 +125,7 @@ class Trainer:
         self.events = events
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.device = resolve_device(settings.device)
+        self.device = resolve_device(settings.device, log=events.log if self.rank == 0 else None)
         if self.world > 1:
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -169,6 +169,8 @@ class Trainer:
             self._restore(*resume, previous)
         self.saved_iteration = self.state.iteration
         self.amp_dtype = _autocast_dtype(self.device, settings.precision)
+        if settings.precision == "bf16" and self.amp_dtype is None:
+            events.log(f"precision: bf16 autocast is not used on {self.device.type}; training in fp32")
         self.channels_last = self.amp_dtype is not None
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -477,6 +479,8 @@ def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
         raise DeepfakeError(f"unknown precision {precision!r}: auto, fp32 or bf16")
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
+    if device.type == "mps":
+        return None  # autocast is a CUDA (and CPU) speed path here; the Trainer logs the fallback
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16  # pre-Ampere cards: fp16 with a gradient scaler
     return torch.bfloat16

@@ -16,6 +16,9 @@ VIDEO = FACES / "video"
 
 # bpy writes user preferences and caches: keep them out of the user's home.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bd-blender-user-"))
+# The add-on finds the core through a record scripts/setup.sh writes in the user's config folder: the
+# tests read (and write) their own, never the user's.
+os.environ.setdefault("DEEPFAKE_CORE_RECORD", os.path.join(tempfile.mkdtemp(prefix="bd-record-"), "core.json"))
 # The core's cache of face descriptors: per test run, not the user's.
 os.environ.setdefault("DEEPFAKE_CACHE", tempfile.mkdtemp(prefix="bd-cache-"))
 

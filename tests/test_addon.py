@@ -26,6 +26,7 @@ def test_manifest_names_the_extension():
     assert manifest["blender_version_min"] == "4.2.0"
     assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert manifest["permissions"]["files"]
+    assert "never when offline" in manifest["permissions"]["network"]  # the reason Blender shows the user
 
 
 def test_register_and_unregister_twice():
@@ -50,35 +51,80 @@ def test_built_zip_validates(tmp_path):
     assert not any(n.startswith("core/") for n in names)
 
 
-INSTALL_AND_CHECK = """
+INSTALL_AND_SWAP = """
 import json, sys
 import bpy
-zip_path, core_python = sys.argv[1:3]
+zip_path, model, movie, work = sys.argv[1:5]
 done = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
 module = "bl_ext.user_default.blender_deepfake"
 prefs = bpy.context.preferences.addons[module].preferences
-prefs.python = core_python
 checked = bpy.ops.deepfake.check_core()
-print(json.dumps({"install": sorted(done), "module": module in sys.modules, "check": sorted(checked),
-                  "result": prefs.check_result, "scene": hasattr(bpy.types.Scene, "deepfake")}))
+report = {"install": sorted(done), "module": module in sys.modules, "check": sorted(checked),
+          "python_pref": prefs.python, "result": prefs.check_result, "scene": hasattr(bpy.types.Scene, "deepfake")}
+prefs.device, prefs.work_folder = "cpu", work
+scene = bpy.context.scene
+scene.sequence_editor_create()
+if hasattr(bpy.context.workspace, "sequencer_scene"):
+    bpy.context.workspace.sequencer_scene = scene
+strips = scene.sequence_editor.strips if hasattr(scene.sequence_editor, "strips") else scene.sequence_editor.sequences
+strip = strips.new_movie(name="footage", filepath=movie, channel=1, frame_start=1)
+strip.frame_final_duration = 6
+strip.select = True
+scene.sequence_editor.active_strip = strip
+scene.deepfake.model_folder, scene.deepfake.aligner, scene.deepfake.evaluate = model, "dlib", False
+scene.deepfake.swap_mode, scene.deepfake.swap_format = "composite", "png"
+report["swap"] = sorted(bpy.ops.deepfake.swap())
+report["strips"] = sorted((s.name, s.type, s.channel, s.frame_final_start, s.frame_final_duration) for s in strips)
+print(json.dumps(report))
 """
 
 
-def test_built_zip_installs_as_an_extension_and_finds_the_core(tmp_path):
-    """What a user does: Install from Disk (the extension lands in bl_ext.user_default), then
-    Check Core with the core interpreter; in a fresh Blender process with its own user folder."""
+def test_built_zip_installs_as_an_extension_finds_the_recorded_core_and_swaps(tmp_path, tiny_model):
+    """What a user does: run scripts/setup.sh (which records the core), Install from Disk (the
+    extension lands in bl_ext.user_default), leave every preference alone, Check Core, Swap; in a
+    fresh Blender process with its own user folder. Under .venv-bpy42 Blender's own Python has no
+    core, so only the record can make this pass."""
+    sys.path.insert(0, str(ROOT))
+    from blender_deepfake import core_record
+
     built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out-dir", str(tmp_path)],
                            check=False, capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stdout + built.stderr
     zip_path = built.stdout.strip().splitlines()[-1]
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
-    done = subprocess.run([sys.executable, "-c", INSTALL_AND_CHECK, zip_path, CORE_PYTHON], check=False,
-                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    record = tmp_path / "config" / "core.json"
+    core_record.write_record(core_record.CoreRecord(python=CORE_PYTHON, project=str(ROOT), torch_build="cpu",
+                                                    reason="test"), record)
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user"), "DEEPFAKE_CORE_RECORD": str(record)}
+    done = subprocess.run([sys.executable, "-c", INSTALL_AND_SWAP, zip_path, str(tiny_model), str(D18),
+                           str(tmp_path / "work")], check=False, capture_output=True, text=True, timeout=600, env=env,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"install": ["FINISHED"], "module": True, "check": ["FINISHED"],
-                      "result": f"OK: {CORE_PYTHON}: core and its dependencies import", "scene": True}
+    result = report.pop("result")
+    assert report == {"install": ["FINISHED"], "module": True, "check": ["FINISHED"], "python_pref": "", "scene": True,
+                      "swap": ["FINISHED"], "strips": [["footage", "MOVIE", 1, 1, 6], ["footage composite", "IMAGE", 2, 1, 6]]}
+    assert result.startswith(f"OK: {CORE_PYTHON}: core and its dependencies import; torch ")
+    assert result.endswith(f"device auto: cpu (from the setup record {record})")
     assert (tmp_path / "user" / "extensions" / "user_default" / "blender_deepfake" / "vse.py").is_file()
+    swapped = sorted((tmp_path / "work" / "swaps").rglob("frame_*.png"))
+    assert [p.name for p in swapped] == [f"frame_{i:06d}.png" for i in range(6)]
+
+
+def test_check_core_without_any_core_names_the_setup_command(scene, addon, monkeypatch, tmp_path):
+    """No preference, no record, and a Blender Python without core (faked by an interpreter that
+    cannot import it): the message says what to run."""
+    from blender_deepfake import jobs
+
+    monkeypatch.setenv("DEEPFAKE_CORE_RECORD", str(tmp_path / "none.json"))
+    bare = tmp_path / "python"
+    bare.write_text("#!/bin/sh\nexec /usr/bin/env -i /bin/false\n")
+    bare.chmod(0o755)
+    monkeypatch.setattr(jobs, "default_python", lambda: str(bare))
+    addon.python = ""
+    with pytest.raises(RuntimeError, match="fix: run `bash scripts/setup.sh`"):  # the ERROR report
+        bpy.ops.deepfake.check_core()
+    assert addon.check_result.startswith(f"Missing: {bare} cannot import core")
+    assert "fix: run `bash scripts/setup.sh` in the blender-deepfake folder" in addon.check_result
 
 
 # -- operators -----------------------------------------------------------------------------------------

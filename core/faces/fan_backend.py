@@ -30,6 +30,7 @@ import numpy as np
 
 from core.errors import AlignerError
 from core.faces.base import Face
+from core.network import OFFLINE_ENV, offline
 
 # The files face-alignment 1.5.0 fetches into <torch hub dir>/checkpoints on first use.
 # Kept here so that whether they are cached can be answered without importing face_alignment;
@@ -96,6 +97,11 @@ def ensure_weights() -> dict[str, Path]:
     """Paths of both weight files, downloading the missing ones; AlignerError when impossible."""
     files = weight_files()
     missing = [key for key, path in files.items() if not path.is_file()]
+    if missing and offline():
+        raise AlignerError(
+            f"face-alignment weights {', '.join(files[k].name for k in missing)} are not cached in {weights_dir()} "
+            f"and the core is offline ({OFFLINE_ENV}=1, e.g. Blender's Allow Online Access is off): use --aligner "
+            "dlib, allow online access once, or copy the files there")
     if missing and not download_host_reachable():
         raise AlignerError(
             f"face-alignment weights {', '.join(files[k].name for k in missing)} are not cached in "

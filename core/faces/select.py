@@ -2,7 +2,8 @@
 
 auto prefers face-alignment (S3FD + 2DFAN4: better landmarks, batched on the GPU) but only when
 its weights are cached or downloadable; otherwise it takes the offline dlib backend at once,
-so a machine without internet never waits on a download timeout. Either way it logs one line
+so a machine without internet never waits on a download timeout. In offline mode
+(`core.network`) "downloadable" is never asked: no probe, no download. Either way it logs one line
 saying which backend and why. Neither torch nor face_alignment is imported for an explicit
 "dlib" with an explicit device.
 """
@@ -13,6 +14,7 @@ from typing import Callable
 from core.device import resolve_device
 from core.errors import AlignerError
 from core.faces.base import FaceAligner
+from core.network import OFFLINE_ENV, offline
 
 ALIGNERS = ("auto", "fan", "dlib")
 
@@ -30,6 +32,9 @@ def fan_weights_status(probe_timeout: float = 2.0) -> tuple[bool, str]:
     if not missing:
         return True, f"face-alignment weights are cached in {folder}"
     names = ", ".join(p.name for p in missing)
+    if offline():
+        return False, (f"face-alignment weights not cached in {folder} ({names} missing) and the core is offline "
+                       f"({OFFLINE_ENV}=1, e.g. Blender's Allow Online Access is off): nothing is downloaded")
     if fan_backend.download_host_reachable(probe_timeout):
         return True, f"face-alignment weights {names} are not cached in {folder} but {fan_backend.DOWNLOAD_HOST} is reachable"
     return False, f"face-alignment weights not cached in {folder} ({names} missing) and {fan_backend.DOWNLOAD_HOST} is unreachable"
