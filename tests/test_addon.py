@@ -513,3 +513,29 @@ def test_farm_job_of_a_trimmed_strip_runs_and_lands_like_a_local_swap(tmp_path, 
     assert (placed[0].frame_final_start, placed[0].frame_final_duration) == (strip.frame_final_start, 50)
     assert Path(bpy.path.abspath(placed[0].directory)) == out
     assert [e.filename for e in placed[0].elements] == [f"frame_{i:06d}.png" for i in range(10, 60)]
+
+
+def test_with_online_access_off_the_addons_extract_makes_no_network_attempt(scene, addon, monkeypatch, tmp_path):
+    """The bpy module starts with Allow Online Access off (as a Blender whose user turned it off):
+    the add-on starts the core offline, and Extract with the Auto aligner and no cached
+    face-alignment weights uses dlib without one socket call (an audit hook in the core's process,
+    put there through the Core Folder preference, which goes on the core's PYTHONPATH)."""
+    from blender_deepfake import ops, prefs
+    from test_setup import AUDIT
+
+    assert bpy.app.online_access is False
+    assert prefs.settings().env()["DEEPFAKE_OFFLINE"] == "1"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AUDIT)
+    log = tmp_path / "net.log"
+    log.write_text("")
+    monkeypatch.setenv("NET_AUDIT_LOG", str(log))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("DEEPFAKE_OFFLINE", raising=False)
+    addon.core_path = str(hook)
+    scene.deepfake.aligner = "auto"
+    movie_strip(scene, D18, 0, 3)
+    assert bpy.ops.deepfake.extract() == {"FINISHED"}
+    assert Path(f"{log}.loaded").is_file() and log.read_text() == ""
+    assert ops._current.state.result["aligner"] == "dlib"

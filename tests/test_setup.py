@@ -81,6 +81,7 @@ def _hook(event, args, _log=os.environ["NET_AUDIT_LOG"]):
         with open(_log, "a") as f:
             f.write(event + " " + repr(args)[:200] + "\\n")
 sys.addaudithook(_hook)
+open(os.environ["NET_AUDIT_LOG"] + ".loaded", "w").close()  # proof that the hook ran in that process
 '''
 
 
@@ -99,6 +100,7 @@ def audited_extract(tmp_path: Path, name: str, offline: bool) -> tuple[str, list
     done = subprocess.run(args + (["--offline"] if offline else []), cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr
+    assert Path(f"{log}.loaded").is_file()
     return done.stderr + done.stdout, log.read_text().splitlines()
 
 
