@@ -100,6 +100,41 @@ def check_media_strip(strip: Any) -> None:
             raise StripError(f"strip '{strip.name}': {len(missing)} image(s) missing in {source}, e.g. {missing[0]}")
 
 
+def check_timing(strip: Any) -> None:
+    """Refuse a strip whose timeline frames are not its source frames one for one, in order.
+
+    Extract reads, and Swap writes, source frames `first .. first + count - 1` for timeline frames
+    `frame_final_start ..`; whatever makes Blender show other source frames would make the swap
+    strip run out of step with the footage without a word. Each case is refused with what to do,
+    rather than mapped: mapping needs the core to read an arbitrary frame list (repeats, gaps,
+    reversed order), which it does not. A movie whose fps differs from the scene's is fine as
+    long as Blender plays it frame for frame (a strip made from Python); added through the UI
+    ("Adjust Playback Rate", on by default) Blender resamples it, which shows as a timeline length
+    other than its frame count.
+    """
+    name, scene = strip.name, strip.id_data
+    retimed = "; swap the strip as it is, then retime the swapped strip (it lines up frame for frame)"
+    if len(getattr(strip, "retiming_keys", ())):
+        raise StripError(f"strip '{name}' has retiming keys, so its timeline frames are not its source frames: "
+                         f"reset them (Strip > Retiming > Reset Retiming){retimed}")
+    for other in all_strips(scene):
+        if other.type == "SPEED" and not other.mute and getattr(other, "input_1", None) == strip:
+            raise StripError(f"strip '{name}' is retimed by the speed effect '{other.name}': Extract and Swap follow "
+                             f"its own frames, not the effect's; mute or delete '{other.name}'{retimed}")
+    if getattr(strip, "use_reverse_frames", False):
+        raise StripError(f"strip '{name}' plays its frames in reverse: turn off Reverse Frames (Strip > Time){retimed}")
+    if getattr(strip, "strobe", 1.0) > 1.0 + 1e-6:
+        raise StripError(f"strip '{name}' has Strobe {strip.strobe:g} (shows every n-th frame): set it to 1{retimed}")
+    if strip.type == "MOVIE":
+        scene_fps = scene.render.fps / scene.render.fps_base
+        shown = round(strip.frame_final_duration + strip.frame_offset_start + strip.frame_offset_end)
+        if abs(strip.fps - scene_fps) > 1e-3 and shown != strip.frame_duration:
+            raise StripError(f"strip '{name}' is a {strip.fps:g} fps movie that Blender plays at its own rate in this "
+                             f"{scene_fps:g} fps scene ({strip.frame_duration} frames shown over {shown} timeline "
+                             f"frames): set the scene's Frame Rate to {strip.fps:g} fps (Output Properties) and add "
+                             f"the movie again, or convert it to {scene_fps:g} fps first")
+
+
 def _offset(strip: Any) -> int:
     """Source frames hidden before the visible part: the handle offset plus the animation offset
     (hold/trim applied to the media itself, present in all supported versions)."""
@@ -112,9 +147,10 @@ def visible_range(strip: Any) -> tuple[Path, int, int]:
     Movie: source frames (0-based, the movie's own numbering) from the start offset, for
     `frame_final_duration` frames. Image strip: the folder, and the index of the first visible
     element in the folder's naturally sorted image files, which is how the core numbers an image
-    sequence (a strip may list only part of its folder). Retimed strips (speed effects, 4.x
-    retiming keys) and a movie fps different from the scene's are not mapped.
+    sequence (a strip may list only part of its folder). A strip that Blender retimes is refused
+    (`check_timing`).
     """
+    check_timing(strip)
     path = strip_source(strip)
     first, count = _offset(strip), int(strip.frame_final_duration)
     if strip.type == "IMAGE":
