@@ -335,7 +335,7 @@ def swap_target(context: Any) -> SwapTarget:
     path, first, count = vse.visible_range(strip)
     mode, fmt = settings.swap_mode, settings.swap_format
     out = core.work_folder / "swaps" / f"{_safe_name(strip.name)}_{mode}_{fmt}"
-    link = props.strip_link(scene, strip.name)
+    link = props.strip_link(scene, strip)
     alignments = None
     if link is not None and link.source == str(path) and (Path(link.faceset) / "alignments.json").is_file():
         alignments = Path(link.faceset) / "alignments.json"
@@ -576,7 +576,7 @@ class DEEPFAKE_OT_faceset_add(bpy.types.Operator):
         scene = context.scene
         items = scene.deepfake.facesets_a if self.side == "A" else scene.deepfake.facesets_b
         known = {item.path for item in items}
-        linked = [props.strip_link(scene, s.name) for s in vse.selected_strips(scene)]
+        linked = [props.strip_link(scene, s) for s in vse.selected_strips(scene)]
         paths = [link.faceset for link in linked if link is not None and link.faceset not in known]
         for path in paths or [""]:
             items.add().path = path

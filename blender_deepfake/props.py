@@ -4,9 +4,9 @@ Why the strip links live on the scene, keyed by strip name, rather than as a Poi
 strips: the strip RNA class is `Sequence` in 4.2 and `Strip` from 4.4, and a property registered
 on strips is copied by Shift+D onto a duplicate whose range may differ, silently pointing it at
 the wrong alignments. A scene collection is version-independent, saved with the .blend, visible in
-one place, and a duplicate (new name) starts unlinked. The cost: renaming a strip forgets its
-faceset, and Swap then detects faces again: slower, never wrong (the link also records the source
-file and range, and is only reused when they still match).
+one place, and a duplicate (new name) starts unlinked. A renamed strip finds its link again: a
+link whose strip no longer exists under its name, made from the same source file, is taken over
+by the new name (`strip_link`); the link's alignments are only reused while the source matches.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
+
+from . import vse
 
 
 class DEEPFAKE_PG_path(bpy.types.PropertyGroup):
@@ -106,8 +108,30 @@ def link_strip(scene: Any, strip_name: str, faceset: str, source: str, first: in
     link.name, link.faceset, link.source, link.first, link.count = strip_name, faceset, source, first, count
 
 
-def strip_link(scene: Any, strip_name: str) -> Any:
-    return scene.deepfake.strip_links.get(strip_name)
+def strip_link(scene: Any, strip: Any, rekey: bool = True) -> Any:
+    """The strip's faceset link: by its name, else (the strip was renamed) the one orphaned link
+    from the same source file, which `rekey` renames to the strip's new name so that it sticks.
+    A copy made while its original still has the old name finds nothing; either way a link only
+    ever goes to a strip of the file it was extracted from, whose alignments are numbered by that
+    file's frames. The panel's draw() passes rekey=False (Blender forbids writing while drawing)."""
+    links = scene.deepfake.strip_links
+    link = links.get(strip.name)
+    if link is not None or strip.type not in vse.MEDIA_TYPES:
+        return link
+    names = {s.name for s in vse.all_strips(scene)}
+    source = str(vse.strip_source(strip))
+    orphans = [l for l in links if l.name not in names and l.source == source]
+    if len(orphans) > 1:  # several renamed strips of one file: the one of the same range, if any
+        try:
+            _, first, count = vse.visible_range(strip)
+        except vse.StripError:
+            return None
+        orphans = [l for l in orphans if (l.first, l.count) == (first, count)]
+    if len(orphans) != 1:
+        return None
+    if rekey:
+        orphans[0].name = strip.name
+    return orphans[0]
 
 
 def record_swap(scene: Any, strip_name: str, source_strip: str, source: str, first: int, count: int, out: str) -> None:

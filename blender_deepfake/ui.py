@@ -31,7 +31,7 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
         box.prop(settings, "aligner")
         box.label(text=f"{len(selected)} strip(s) selected" if selected else "Select movie or image strips",
                   icon="SEQ_STRIP_DUPLICATE")
-        link = props.strip_link(scene, strip.name) if strip is not None else None
+        link = props.strip_link(scene, strip, rekey=False) if strip is not None else None
         if link is not None:
             box.label(text=f"Faceset: {bpy.path.basename(link.faceset.rstrip('/'))}", icon="LINKED")
         box.operator("deepfake.extract", icon="IMPORT")

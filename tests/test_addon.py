@@ -539,3 +539,21 @@ def test_with_online_access_off_the_addons_extract_makes_no_network_attempt(scen
     assert bpy.ops.deepfake.extract() == {"FINISHED"}
     assert Path(f"{log}.loaded").is_file() and log.read_text() == ""
     assert ops._current.state.result["aligner"] == "dlib"
+
+
+def test_renaming_a_strip_keeps_its_faceset_and_a_copy_does_not_inherit_it(scene, addon):
+    from blender_deepfake import props
+
+    strip = movie_strip(scene, D18, 0, 3)
+    assert bpy.ops.deepfake.extract() == {"FINISHED"}
+    faceset = Path(scene.deepfake.strip_links[strip.name].faceset)
+    copy = movie_strip(scene, D18, 0, 3, channel=3)  # the same file again, while the original has its name
+    other = movie_strip(scene, VIDEO / "liveportrait_d19.mp4", 0, 3, channel=4)
+    assert props.strip_link(scene, copy) is None
+    strip.name = "Interview A"
+    assert props.strip_link(scene, other) is None  # another file never takes the link over
+    select_only(scene, strip)
+    assert bpy.ops.deepfake.faceset_add(side="A") == {"FINISHED"}  # Train's "+": the selected strip's faceset
+    assert [Path(item.path) for item in scene.deepfake.facesets_a] == [faceset]
+    assert [link.name for link in scene.deepfake.strip_links] == ["Interview A"]  # taken over, not copied
+    assert props.strip_link(scene, copy) is None and props.strip_link(scene, strip).name == "Interview A"
