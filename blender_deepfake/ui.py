@@ -1,5 +1,5 @@
-"""The "Deepfake" tab in the Video Sequence Editor's sidebar (N panel): job state, then the three
-steps top to bottom in the order a user runs them."""
+"""The "Deepfake" tab in the Video Sequence Editor's sidebar (N panel): job state and the three
+steps' buttons, then a sub-panel of settings per step, in the order a user runs them."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,6 +10,10 @@ from . import evaluation, ops, props, vse
 
 
 class DEEPFAKE_PT_panel(bpy.types.Panel):
+    """The job, what is selected, and the three steps' buttons, at the top: at the Video Editing
+    workspace's default split the sidebar shows about 350 px, and a Swap button under the
+    settings of all three steps was below the fold. The settings follow in a sub-panel per step,
+    which a user can fold away."""
     bl_idname = "DEEPFAKE_PT_panel"
     bl_label = "Deepfake"
     bl_space_type = "SEQUENCE_EDITOR"
@@ -18,66 +22,22 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
 
     def draw(self, context: Any) -> None:
         layout, scene = self.layout, context.scene
-        layout.use_property_split, layout.use_property_decorate = True, False
         settings = scene.deepfake
         busy = ops.current_job() is not None
-        self._draw_job(layout, settings)
         strip = vse.active_strip(scene)
         selected = vse.selected_strips(scene)
-
-        box = layout.box()
-        box.enabled = not busy
-        box.label(text="1. Extract", icon="USER")
-        box.prop(settings, "aligner")
-        box.label(text=f"{len(selected)} strip(s) selected" if selected else "Select movie or image strips",
-                  icon="SEQ_STRIP_DUPLICATE")
-        link = props.strip_link(scene, strip, rekey=False) if strip is not None else None
-        if link is not None:
-            box.label(text=f"Faceset: {bpy.path.basename(link.faceset.rstrip('/'))}", icon="LINKED")
-        box.operator("deepfake.extract", icon="IMPORT")
-
-        box = layout.box()
-        box.enabled = not busy
-        box.label(text="2. Train", icon="PLAY")
-        for side, items in (("A", settings.facesets_a), ("B", settings.facesets_b)):
-            col = box.column(align=True)
-            row = col.row()
-            row.label(text=f"Faceset {side}" + (" (footage)" if side == "A" else " (new face)"))
-            add = row.operator("deepfake.faceset_add", text="", icon="ADD")
-            add.side = side
-            if not items:
-                col.label(text="  + adds the selected strips' facesets", icon="BLANK1")
-            for index, item in enumerate(items):
-                row = col.row(align=True)
-                row.use_property_split = False
-                row.prop(item, "path", text="")
-                remove = row.operator("deepfake.faceset_remove", text="", icon="X")
-                remove.side, remove.index = side, index
-        box.prop(settings, "model_folder")
-        box.prop(settings, "init_model")
-        box.prop(settings, "layout")
-        box.prop(settings, "preset")
-        box.prop(settings, "iterations")
-        box.operator("deepfake.train", icon="PLAY")
-
-        box = layout.box()
-        box.enabled = not busy
-        box.label(text="3. Swap", icon="UV_SYNC_SELECT")
-        box.label(text=f"Active: {strip.name}" if strip is not None else "Make a strip active", icon="SEQUENCE")
-        row = box.row(align=True)
-        row.prop(settings, "swap_mode", expand=True)
-        box.prop(settings, "color")
-        box.prop(settings, "swap_format")
-        row = box.row(align=True)
-        row.prop(settings, "swap_existing", expand=True)
-        box.prop(settings, "markers")
-        box.prop(settings, "evaluate")
-        box.operator("deepfake.swap", icon="SEQ_SEQUENCER")
-        row = box.row(align=True)
-        row.prop(settings, "farm_chunk_size")
-        row.operator("deepfake.farm_job", text="Farm Job", icon="NETWORK_DRIVE")
-        row.operator("deepfake.farm_result", text="Load Result", icon="IMPORT")
-        self._draw_evaluation(box, props.swap_result(scene, strip))
+        col = layout.column(align=True)
+        col.label(text=f"Active: {strip.name}" if strip is not None else "Select movie or image strips",
+                  icon="SEQUENCE")
+        if len(selected) > 1:
+            col.label(text=f"{len(selected)} strips selected", icon="SEQ_STRIP_DUPLICATE")
+        col = layout.column(align=True)
+        col.enabled = not busy
+        col.scale_y = 1.3
+        col.operator("deepfake.extract", text="1. Extract Faces", icon="IMPORT")
+        col.operator("deepfake.train", text="2. Train Model", icon="PLAY")
+        col.operator("deepfake.swap", text="3. Swap Face", icon="SEQ_SEQUENCER")
+        self._draw_job(layout, settings)  # below the buttons: a running job's five lines must not push them down
 
     @staticmethod
     def _draw_evaluation(box: Any, result: Any) -> None:
@@ -113,4 +73,77 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
             box.operator("deepfake.cancel", icon="CANCEL")
 
 
-classes: tuple[type, ...] = (DEEPFAKE_PT_panel,)
+class _StepPanel:
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Deepfake"
+    bl_parent_id = "DEEPFAKE_PT_panel"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        layout.use_property_split, layout.use_property_decorate = True, False
+        layout.enabled = ops.current_job() is None
+        self.draw_settings(layout, context.scene)
+
+
+class DEEPFAKE_PT_extract(_StepPanel, bpy.types.Panel):
+    bl_idname = "DEEPFAKE_PT_extract"
+    bl_label = "1. Extract"
+
+    @staticmethod
+    def draw_settings(layout: Any, scene: Any) -> None:
+        layout.prop(scene.deepfake, "aligner")
+        strip = vse.active_strip(scene)
+        link = props.strip_link(scene, strip, rekey=False) if strip is not None else None
+        if link is not None:
+            layout.label(text=f"Faceset: {bpy.path.basename(link.faceset.rstrip('/'))}", icon="LINKED")
+
+
+class DEEPFAKE_PT_train(_StepPanel, bpy.types.Panel):
+    bl_idname = "DEEPFAKE_PT_train"
+    bl_label = "2. Train"
+
+    @staticmethod
+    def draw_settings(layout: Any, scene: Any) -> None:
+        settings = scene.deepfake
+        for side, items in (("A", settings.facesets_a), ("B", settings.facesets_b)):
+            col = layout.column(align=True)
+            row = col.row()
+            row.label(text=f"Faceset {side}" + (" (footage)" if side == "A" else " (new face)"))
+            add = row.operator("deepfake.faceset_add", text="", icon="ADD")
+            add.side = side
+            if not items:
+                col.label(text="  + adds the selected strips' facesets", icon="BLANK1")
+            for index, item in enumerate(items):
+                row = col.row(align=True)
+                row.use_property_split = False
+                row.prop(item, "path", text="")
+                remove = row.operator("deepfake.faceset_remove", text="", icon="X")
+                remove.side, remove.index = side, index
+        for name in ("model_folder", "init_model", "layout", "preset", "iterations"):
+            layout.prop(settings, name)
+
+
+class DEEPFAKE_PT_swap(_StepPanel, bpy.types.Panel):
+    bl_idname = "DEEPFAKE_PT_swap"
+    bl_label = "3. Swap"
+
+    @staticmethod
+    def draw_settings(layout: Any, scene: Any) -> None:
+        settings = scene.deepfake
+        row = layout.row(align=True)
+        row.prop(settings, "swap_mode", expand=True)
+        layout.prop(settings, "color")
+        layout.prop(settings, "swap_format")
+        row = layout.row(align=True)
+        row.prop(settings, "swap_existing", expand=True)
+        layout.prop(settings, "markers")
+        layout.prop(settings, "evaluate")
+        row = layout.row(align=True)
+        row.prop(settings, "farm_chunk_size")
+        row.operator("deepfake.farm_job", text="Farm Job", icon="NETWORK_DRIVE")
+        row.operator("deepfake.farm_result", text="Load Result", icon="IMPORT")
+        DEEPFAKE_PT_panel._draw_evaluation(layout, props.swap_result(scene, vse.active_strip(scene)))
+
+
+classes: tuple[type, ...] = (DEEPFAKE_PT_panel, DEEPFAKE_PT_extract, DEEPFAKE_PT_train, DEEPFAKE_PT_swap)

@@ -7,13 +7,13 @@ Run from the project root (Debian 12: `apt-get install -y --no-install-recommend
     .venv/bin/python scripts/screenshot_panel.py --crop      # recompress / shrink docs/panel.png (OpenCV)
 
 It opens the Video Editing workspace, adds a movie strip, opens the timeline's sidebar on the
-"Deepfake" tab with a training job shown as running, drags the timeline's top edge up so the whole
-panel fits (at the template's default split the panel's Swap section is below the fold), and saves
-a full-window screenshot. About 20 s on 2 CPU cores.
+"Deepfake" tab with a training job shown as running, and saves a full-window screenshot at the
+template's default split (the three step buttons are at the top of the panel, so they show there;
+PANEL_GROW drags the timeline's top edge up to show more of the settings). About 20 s on 2 CPU cores.
 
 Environment: PANEL_PNG (output, default docs/panel.png), PANEL_MEDIA (the movie to put in the VSE,
 default ../shared/faces/video/liveportrait_d18.mp4, used in place, never copied), PANEL_GROW
-(pixels to drag the timeline's top edge up, default 250; 0 keeps the template's split),
+(pixels to drag the timeline's top edge up, default 0: the template's split),
 PANEL_CROP (for --crop: x,y,w,h to keep), PANEL_REPORT (a `deepfake evaluate --json` report: then
 the panel shows the last job as a finished swap and that report's figures under Swap, instead of a
 running training job).
@@ -182,7 +182,7 @@ def step_scene():
     area = _timeline(window)
     space = area.spaces.active
     space.show_region_ui = True
-    grow = int(os.environ.get("PANEL_GROW", "250"))  # drag the timeline's top edge up: room for the panel
+    grow = int(os.environ.get("PANEL_GROW", "0"))  # drag the timeline's top edge up: room for the panel
     if grow:
         with bpy.context.temp_override(window=window, screen=window.screen, area=area):
             bpy.ops.screen.area_move(x=area.x + area.width // 2, y=area.y + area.height, delta=grow)

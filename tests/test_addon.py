@@ -262,10 +262,26 @@ def test_panel_and_preferences_draw_with_this_versions_icons(scene, addon):
     scene.deepfake.job_status = "extract: done"
     addon.check_result = "OK"
     icons: list[str] = []
-    ui.DEEPFAKE_PT_panel.draw(_Drawing(ui.DEEPFAKE_PT_panel, _Layout(icons)), bpy.context)
+    for panel in ui.classes:
+        panel.draw(_Drawing(panel, _Layout(icons)), bpy.context)
     type(addon).draw(_Drawing(addon, _Layout(icons)), bpy.context)
     known = bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys()
     assert len(icons) >= 10 and [i for i in icons if i not in known] == []
+
+
+def test_the_swap_button_comes_before_any_setting(scene, addon):
+    """At the Video Editing workspace's default split the sidebar shows ~350 px: the three
+    buttons are the top panel's first items (the settings are in sub-panels below), before the
+    job's lines (docs/panel.png is a screenshot at that split)."""
+    from blender_deepfake import ui
+
+    movie_strip(scene, D18, 0, 10)
+    scene.deepfake.job_status = "train: running, 4000/10000, ETA 12:34, loss A 0.0213 B 0.0241"
+    texts: list[str] = []
+    ui.DEEPFAKE_PT_panel.draw(_Drawing(ui.DEEPFAKE_PT_panel, _Layout([], texts)), bpy.context)
+    assert texts[:4] == ["Active: liveportrait_d18", "1. Extract Faces", "2. Train Model", "3. Swap Face"]
+    assert texts[4] == "train: running"
+    assert all(getattr(panel, "bl_parent_id", "") == "DEEPFAKE_PT_panel" for panel in ui.classes[1:])
 
 
 def test_extract_covers_exactly_the_visible_source_frames(scene, addon):
