@@ -13,10 +13,11 @@ exit with status 1; nothing is saved unless every step succeeded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import bpy
@@ -87,8 +88,28 @@ def match_scene_to_strip(scene: Any, strip: Any) -> None:
     scene.view_settings.exposure, scene.view_settings.gamma = 0.0, 1.0
 
 
+@contextlib.contextmanager
+def blender_log_to(log: Path) -> Iterator[None]:
+    """Send what Blender's C code prints (a line per rendered frame: "Video append frame N" on
+    5.0, "Append frame N" / "Fra:" before) to `log` instead of the terminal, where it buried the
+    demo's steps and results; Python's own prints before and after are untouched."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(log, "wb") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def render_movie(scene: Any, path: Path) -> Path:
-    """Render the sequencer to an H.264 .mp4 (high quality, the scene's rate)."""
+    """Render the sequencer to an H.264 .mp4 (high quality, the scene's rate). Blender's per-frame
+    lines go to `<path>.render.log`, whose last lines a failed render quotes."""
     path = Path(path).absolute()
     try:  # find out now, not after the render: Blender only logs a failed write
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,9 +126,13 @@ def render_movie(scene: Any, path: Path) -> Path:
     scene.render.use_sequencer = True
     scene.render.use_file_extension = False
     scene.render.filepath = str(path)
-    bpy.ops.render.render(animation=True, scene=scene.name)
+    log = path.with_name(path.name + ".render.log")
+    with blender_log_to(log):
+        bpy.ops.render.render(animation=True, scene=scene.name)
     if not path.is_file():
-        raise BatchError(f"the render wrote nothing at {path}")
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise BatchError(f"the render wrote nothing at {path} (Blender: {tail or 'no message'}; log {log})")
+    log.unlink()
     return path
 
 

@@ -239,6 +239,8 @@ def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon,
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert out.is_file() and saved.is_file()
+    assert "append frame" not in (done.stdout + done.stderr).lower()  # the steps and results, not a line per frame
+    assert f"rendered {out}" in done.stdout and not out.with_name("shot.mp4.render.log").exists()
 
     # open the results in this Blender: the movie has the shot's frames and size, the .blend the swap strip
     from blender_deepfake import vse
