@@ -41,7 +41,8 @@ def quiet() -> Events:
 
 
 def _swap(model: Path, out: Path) -> Path:
-    swap(D18, model, out, SwapSettings(start=START, count=COUNT, aligner="dlib", device="cpu"), quiet())
+    # No pre-roll: the evaluation's subject is the frames, not how a stretch joins the one before.
+    swap(D18, model, out, SwapSettings(start=START, count=COUNT, aligner="dlib", device="cpu", preroll=0), quiet())
     return out
 
 
