@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,10 @@ def enable_addon(core_python: str | None = None, work_folder: str | None = None,
 
     name = __package__
     if name not in bpy.context.preferences.addons:
-        addon_utils.enable(name, default_set=True)
+        # The batch script imported the package already, so addon_utils prints "module changed on
+        # disk ... reloading" for it: noise among the batch's steps.
+        with contextlib.redirect_stdout(io.StringIO()):
+            addon_utils.enable(name, default_set=True)
     prefs = bpy.context.preferences.addons[name].preferences
     if core_python:
         prefs.python = str(Path(core_python).absolute())
