@@ -22,7 +22,7 @@ TORCH_PIN="torch==2.13.0"
 # PyPI's Linux x86_64 wheel of torch is the CUDA build (it pulls the nvidia-* runtime wheels, a few
 # GB); the CPU build comes from PyTorch's own index; macOS wheels on PyPI carry MPS.
 CPU_INDEX="https://download.pytorch.org/whl/cpu"
-CUDA_INDEX="https://pypi.org/simple"
+PYPI_INDEX="https://pypi.org/simple"
 
 build="" dry_run=0
 for arg in "$@"; do
@@ -51,13 +51,14 @@ fi
 echo "setup: torch build: $build ($reason)" >&2
 
 torch_installs() {
-  # The pip command lines that install the chosen build into .venv, one per line; the CPU build is
-  # first looked for among the wheels pip already has (--no-index: find-links, a local cache),
-  # which fails fast on a machine without them, then fetched from PyTorch's CPU index.
+  # The pip command line that installs the chosen build into .venv. The CPU build: first a wheel
+  # pip already has (--no-index --no-deps: find-links, a local cache; fails at once without one),
+  # then torch's dependencies from PyPI; else torch from PyTorch's CPU index (its +cpu build wins
+  # over PyPI's CUDA build of the same version) with PyPI for the dependencies.
   local pip=".venv/bin/python -m pip install -q"
   case "$build" in
-    cpu) echo "$pip --no-index $TORCH_PIN || $pip $TORCH_PIN --index-url $CPU_INDEX" ;;
-    cuda) echo "$pip $TORCH_PIN --index-url $CUDA_INDEX" ;;
+    cpu) echo "{ $pip --no-index --no-deps $TORCH_PIN && $pip $TORCH_PIN; } || $pip $TORCH_PIN --index-url $CPU_INDEX --extra-index-url $PYPI_INDEX" ;;
+    cuda) echo "$pip $TORCH_PIN --index-url $PYPI_INDEX" ;;
     default) echo "$pip $TORCH_PIN" ;;
   esac
 }
