@@ -39,8 +39,8 @@ def test_this_machine_gets_the_cpu_build_and_is_told_why():
         "this test describes a machine without an NVIDIA driver"
     out = dry_run()
     assert "setup: torch build: cpu (no NVIDIA driver found (nvidia-smi is not on PATH))" in out
-    assert "--index-url https://download.pytorch.org/whl/cpu" in out
-    assert "pypi.org/simple" not in out
+    assert "--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple" in out
+    assert "--no-index --no-deps torch==2.13.0" in out  # a local CPU wheel first
 
 
 def test_an_nvidia_driver_gets_the_cuda_build(tmp_path):
