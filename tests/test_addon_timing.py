@@ -47,7 +47,10 @@ def render(scene, frame: int, folder: Path) -> np.ndarray:
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 480, 480, 100
     scene.view_settings.view_transform = "Standard"  # pixel-faithful (AgX changes pixels)
     scene.render.dither_intensity = 0.0  # no noise added to the 8-bit render
-    scene.render.image_settings.file_format = "PNG"
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # 5.0: an earlier test may have left it on VIDEO
+        settings.media_type = "IMAGE"
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
     scene.frame_set(frame)
     path = folder / f"render_{frame:04d}.png"
     scene.render.filepath = str(path)

@@ -185,7 +185,7 @@ def test_swap_then_evaluate_shows_the_figures_and_the_report(scene, addon, tiny_
     assert "<img" in Path(result.report).read_text()
 
     texts: list[str] = []
-    ui.DEEPFAKE_PT_panel.draw(_Drawing(ui.DEEPFAKE_PT_panel, _Layout([], texts)), bpy.context)
+    ui.DEEPFAKE_PT_swap.draw(_Drawing(ui.DEEPFAKE_PT_swap, _Layout([], texts)), bpy.context)  # the Swap sub-panel
     lines = evaluation.summary_lines(result.summary)
     assert lines[0].startswith("Identity B: ") and lines[1].startswith("  source 0%, control ")
     assert all(line in texts for line in lines) and "Re-evaluate" in texts
