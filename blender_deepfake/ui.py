@@ -139,8 +139,8 @@ class DEEPFAKE_PT_swap(_StepPanel, bpy.types.Panel):
         row.prop(settings, "swap_existing", expand=True)
         layout.prop(settings, "markers")
         layout.prop(settings, "evaluate")
-        row = layout.row(align=True)
-        row.prop(settings, "farm_chunk_size")
+        layout.prop(settings, "farm_chunk_size")
+        row = layout.row(align=True)  # own row: beside the chunk size the sidebar cut both labels
         row.operator("deepfake.farm_job", text="Farm Job", icon="NETWORK_DRIVE")
         row.operator("deepfake.farm_result", text="Load Result", icon="IMPORT")
         DEEPFAKE_PT_panel._draw_evaluation(layout, props.swap_result(scene, vse.active_strip(scene)))
