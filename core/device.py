@@ -57,11 +57,11 @@ def choose_device(device: str = "auto") -> tuple[str, str]:
 
 
 def resolve_device(device: str = "auto", log: Callable[[str], None] | None = None):
-    """The torch.device of a `--device` value; `log` gets one line with the choice and its reason."""
+    """The torch.device of a `--device` value; for auto, `log` gets one line with the choice and why."""
     import torch
 
     chosen, reason = choose_device(device)
-    if log is not None:
+    if log is not None and device == "auto":  # an asked-for device is no news (and no line before an error)
         log(f"device: {chosen} ({reason})")
     if chosen == "mps" and log is not None:
         fallback = os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK") == "1"
