@@ -8,7 +8,6 @@ Runs under bpy 5.0 (.venv) and bpy 4.2 (.venv-bpy42), like the other add-on test
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import bpy
 import numpy as np
 import pytest
 
-from conftest import CORE_PYTHON, ROOT, VIDEO
+from conftest import CORE_PYTHON, VIDEO
 from test_addon import _refused, addon, movie_strip, scene, select_only  # noqa: F401  (fixtures)
 
 D18 = VIDEO / "liveportrait_d18.mp4"  # 216 frames, 30 fps, 480x480
@@ -88,6 +87,14 @@ def sequencer_override(scene):
     return bpy.context.temp_override(window=window, screen=window.screen, area=area, region=region, scene=scene)
 
 
+def extract_and_swap_refuse(scene, addon, strip, model, match: str) -> None:
+    """Both steps refuse the strip with the message `match`, changing nothing."""
+    select_only(scene, strip)
+    scene.deepfake.model_folder = str(model)  # so Swap gets as far as the strip
+    for operator in (bpy.ops.deepfake.extract, bpy.ops.deepfake.swap):
+        _refused(scene, addon, operator, match)
+
+
 def set_fps(scene, fps: int) -> None:
     scene.render.fps, scene.render.fps_base = fps, 1.0
 
@@ -116,10 +123,7 @@ def test_a_strip_under_a_speed_effect_is_refused(scene, addon, tmp_path, tiny_mo
     # What Blender shows: source frame 2i at timeline frame 1 + i, not i.
     candidates = source_frames(list(range(0, 24)))
     assert shown_source(scene, [2, 5, 11], candidates, tmp_path) == [2, 8, 20]
-    select_only(scene, strip)
-    scene.deepfake.model_folder = str(tiny_model)  # so Swap gets as far as the strip
-    for operator in (bpy.ops.deepfake.extract, bpy.ops.deepfake.swap):
-        _refused(scene, addon, operator, "is retimed by the speed effect 'Speed'")
+    extract_and_swap_refuse(scene, addon, strip, tiny_model, "is retimed by the speed effect 'Speed'")
     speed.mute = True  # a muted effect retimes nothing: the strip's own frames show
     assert shown_source(scene, [5], candidates, tmp_path) == [4]
     assert vse.visible_range(strip) == (D18, 0, 100)
@@ -136,10 +140,7 @@ def test_a_strip_with_retiming_keys_is_refused(scene, addon, tmp_path, tiny_mode
     candidates = source_frames(list(range(0, 40)))
     # Timeline frames 1..10 still show source 0..9; after the key at 11, two source frames a frame.
     assert shown_source(scene, [5, 11, 16], candidates, tmp_path) == [4, 10, 20]
-    select_only(scene, strip)
-    scene.deepfake.model_folder = str(tiny_model)  # so Swap gets as far as the strip
-    for operator in (bpy.ops.deepfake.extract, bpy.ops.deepfake.swap):
-        _refused(scene, addon, operator, "has retiming keys.*Reset Retiming")
+    extract_and_swap_refuse(scene, addon, strip, tiny_model, "has retiming keys.*Reset Retiming")
 
 
 def test_a_resampled_30_fps_movie_in_a_25_fps_scene_is_refused(scene, addon, tmp_path, tiny_model):
@@ -159,10 +160,8 @@ def test_a_resampled_30_fps_movie_in_a_25_fps_scene_is_refused(scene, addon, tmp
     assert (scene.render.fps, strip.fps) == (25, 30.0)
     candidates = source_frames(list(range(0, 30)))
     assert shown_source(scene, [1, 6, 11, 21], candidates, tmp_path) == [0, 6, 12, 24]
-    select_only(scene, strip)
-    scene.deepfake.model_folder = str(tiny_model)  # so Swap gets as far as the strip
-    for operator in (bpy.ops.deepfake.extract, bpy.ops.deepfake.swap):
-        _refused(scene, addon, operator, "is a 30 fps movie that Blender plays at its own rate in this 25 fps scene")
+    extract_and_swap_refuse(scene, addon, strip, tiny_model,
+                            "is a 30 fps movie that Blender plays at its own rate in this 25 fps scene")
 
 
 def test_reversed_and_strobed_strips_are_refused(scene, addon, tiny_model):
