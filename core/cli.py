@@ -62,6 +62,30 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                         f"when Blender's Allow Online Access is off; same as {OFFLINE_ENV}=1")
 
 
+def _label_options(p: argparse.ArgumentParser, visible: bool = True) -> None:
+    from core.provenance.credentials import CERT_ENV, KEY_ENV
+
+    p.add_argument("--no-label", action="store_true",
+                   help="write no provenance labels (by default every output says, in Content Credentials and plain "
+                        "metadata, that a face in it was replaced); logged as a warning")
+    p.add_argument("--c2pa-key", default=None,
+                   help=f"your PEM signing key for trusted Content Credentials (default: ${KEY_ENV}, else a local "
+                        "certificate made once per user, which verifiers show as not trusted)")
+    p.add_argument("--c2pa-cert", default=None,
+                   help=f"your PEM certificate chain, signing certificate first (default: ${CERT_ENV})")
+    if visible:
+        p.add_argument("--visible-label", action="store_true",
+                       help="burn a small 'AI-modified' into the lower left corner of every frame (review copies: a "
+                            "platform's re-encode strips metadata)")
+
+
+def _label_settings(args: argparse.Namespace):
+    from core.provenance import LabelSettings
+
+    return LabelSettings(enabled=not args.no_label, key=args.c2pa_key, cert=args.c2pa_cert,
+                         visible=getattr(args, "visible_label", False))
+
+
 def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
@@ -159,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--preroll", type=number(int, 0, 10**4), default=None,
                     help="frames before --start (and before a resumed stretch) read to warm the smoothing, not written; "
                          "default: the filters' memory (47 at 30 fps), so a chunk equals the same frames of a whole-shot swap")
+    _label_options(sw)
     sw.add_argument("--events", choices=["jsonl"], default=None)
 
     fj = steps.add_parser("farm-job", help="write a render-farm job bundle (Open Job Description) that swaps a shot "
@@ -197,7 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--start", type=FRAME, default=None, help="first frame (default: the swaps' completed stretch)")
     en.add_argument("--count", type=COUNT, default=None)
     en.add_argument("--end", type=FRAME, default=None, help="the last frame (inclusive), instead of --count")
+    _label_options(en, visible=False)
     en.add_argument("--events", choices=["jsonl"], default=None)
+
+    lb = steps.add_parser("label", help="add provenance labels to files another program wrote (a sequencer render "
+                                        "of a swapped shot)", fromfile_prefix_chars="@")
+    lb.add_argument("files", type=Path, nargs="+",
+                    help="PNG, JPEG, EXR frames or .mp4 / .mov movies; @LIST reads the names from a file, one a line")
+    lb.add_argument("--swap", type=Path, action="append", default=[],
+                    help="a swap output (frame folder or .mp4) shown in these files: its source and model are named "
+                         "in the labels (repeatable)")
+    _label_options(lb, visible=False)
+    lb.add_argument("--events", choices=["jsonl"], default=None)
+
+    ve = steps.add_parser("verify", help="read back a file's or a frame folder's provenance: Content Credentials "
+                                         "(valid? signed by whom? trusted?) and plain labels")
+    ve.add_argument("target", type=Path, help="a PNG / JPEG / EXR / movie file or a folder of them")
+    ve.add_argument("--events", choices=["jsonl"], default=None)
 
     ev = steps.add_parser("evaluate", help="measure a swap against its source (or a model on its held-out faces)")
     ev.add_argument("--source", type=Path, default=None, help="the source movie or image folder that was swapped")
@@ -295,7 +336,8 @@ def run_swap(args: argparse.Namespace, events: Events) -> None:
     args.ocio_config = args.ocio_config or None  # "" (a farm template's empty parameter): the built-in config
     keys = ("start", "count", "alignments", "direction", "mode", "format", "bit_depth", "color", "smooth", "erode",
             "blur", "face", "colorspace", "ocio_config", "yuv", "aligner", "device", "force", "existing", "preroll")
-    summary = swap(args.input, args.model, args.out, SwapSettings(**{k: getattr(args, k) for k in keys}), events)
+    settings = SwapSettings(**{k: getattr(args, k) for k in keys}, label=_label_settings(args))
+    summary = swap(args.input, args.model, args.out, settings, events)
     if not events.jsonl:
         flags = ", ".join(f"{n} {r}" for r, n in summary["flags"].items()) or "none"
         events.log(f"{summary['output']}: {summary['frames_written']} of {summary['frames']} frames written "
@@ -337,10 +379,46 @@ def run_farm_result(args: argparse.Namespace, events: Events) -> None:
 def run_encode(args: argparse.Namespace, events: Events) -> None:
     from core.encode import encode
 
-    summary = encode(args.folder, args.out, events, start=args.start, count=range_count(args.start, args.count, args.end))
+    summary = encode(args.folder, args.out, events, start=args.start, count=range_count(args.start, args.count, args.end),
+                     label=_label_settings(args))
     if not events.jsonl:
         events.log(f"{summary['output']}: frames {summary['start']}..{summary['start'] + summary['frames'] - 1} at "
                    f"{summary['fps']:g} fps{', with the source sound' if summary['audio'] else ', no sound'}")
+
+
+def run_label(args: argparse.Namespace, events: Events) -> None:
+    from core import swap_output
+    from core.provenance import Labeller
+    from core.provenance.label_files import label_files
+
+    if args.no_label:
+        raise DeepfakeError("label --no-label would do nothing: leave the files as they are instead")
+    sources, models = [], []
+    for out in args.swap:
+        record = swap_output.read_record(out)
+        if record.get("record") != swap_output.FORMAT:
+            raise DeepfakeError(f"{out} is not a swap's output (it has no {swap_output.RECORD}): --swap takes the "
+                                "--out of a `deepfake swap`")
+        sources.append(Path(str((record.get("source") or {}).get("path"))))
+        models.append(str(record.get("model_id")))
+    # One source and model name the render's ingredient; a render of several swaps names them all in the label.
+    labeller = Labeller.start(_label_settings(args), sources[0] if len(set(sources)) == 1 else None,
+                              ", ".join(dict.fromkeys(models)) or None, events)
+    files = label_files(args.files, labeller)
+    events.result([str(f) for f in files], files=len(files), credentials=labeller.credentials_text())
+    if not events.jsonl:
+        events.log(f"labelled {len(files)} file{'s' if len(files) != 1 else ''}")
+
+
+def run_verify(args: argparse.Namespace, events: Events) -> int:
+    from core.provenance.verify import verify
+
+    report = verify(args.target)
+    events.result([str(args.target)], **report.summary())
+    if not events.jsonl:
+        for line in report.lines():
+            print(line)
+    return 0 if report.ok else 1
 
 
 def check_report_paths(reports: list[Path | None], protected: list[Path | None]) -> None:
@@ -426,10 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     # ignored: Cancel would do nothing until the runner's SIGTERM. The step always saves and stops.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        {"extract": run_extract, "train": run_train, "pretrain": run_pretrain, "swap": run_swap, "encode": run_encode,
-         "farm-job": run_farm_job, "farm-result": run_farm_result,
-         "evaluate": run_evaluate,
-         "info": run_info}[args.step](args, events)
+        status = {"extract": run_extract, "train": run_train, "pretrain": run_pretrain, "swap": run_swap,
+                  "encode": run_encode, "farm-job": run_farm_job, "farm-result": run_farm_result,
+                  "evaluate": run_evaluate, "info": run_info, "label": run_label,
+                  "verify": run_verify}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))
         return 1
@@ -445,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         events.error("interrupted; the work done so far is saved and a rerun resumes it")
         return 130
-    return 0
+    return status or 0  # verify: 1 when a file is unlabelled or changed after signing
 
 
 if __name__ == "__main__":

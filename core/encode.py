@@ -19,11 +19,13 @@ from core import outputs, swap_output
 from core.errors import DeepfakeError
 from core.events import Events
 from core.media import open_source
+from core.provenance import LabelSettings, Labeller
 from core.sinks import AudioSpan, ImageSequenceSink, MovieSink
 
 
 def encode(folder: str | Path, out: str | Path, events: Events, start: int | None = None,
-           count: int | None = None) -> dict[str, Any]:
+           count: int | None = None, label: LabelSettings | None = None) -> dict[str, Any]:
+    """`label`: the movie's provenance labels (default on), stating the swap's source and model."""
     folder, out = Path(folder), Path(out)
     record = swap_output.read_record(folder) if folder.is_dir() else {}
     if record.get("record") != swap_output.FORMAT:
@@ -43,12 +45,14 @@ def encode(folder: str | Path, out: str | Path, events: Events, start: int | Non
         raise DeepfakeError(f"{folder}: {len(missing)} of frames {first}..{first + n - 1} are missing or torn "
                             f"(first {_spans(missing)}): run the swap for them first")
     fps, audio = _source_timing(record, first, n, events)
+    source = (record.get("source") or {}).get("path")
+    labeller = Labeller.start(label or LabelSettings(), Path(source) if source else None, record.get("model_id"), events)
     probe = cv2.imread(str(sink_in.path(first)), cv2.IMREAD_UNCHANGED)
     height, width = probe.shape[:2]
     outputs.ensure_writable(out.parent)
     with outputs.file_lock(out, f"the movie {out}"):
         outputs.remove_stale_temps(out.parent, stem=out.name)
-        sink = MovieSink(out, fps, width, height, audio)
+        sink = MovieSink(out, fps, width, height, audio, labeller)
         try:
             for k, i in enumerate(range(first, first + n)):
                 frame = cv2.imread(str(sink_in.path(i)), cv2.IMREAD_UNCHANGED)

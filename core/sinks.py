@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 from core.atomic import write_atomic  # noqa: E402
 from core.errors import MediaError  # noqa: E402
+from core.provenance import Labeller  # noqa: E402
 
 Format = Literal["png", "exr", "mp4"]
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,10 +32,16 @@ MP4_CRF = 12  # visually lossless for faces; the editor re-encodes the final cut
 
 
 class ImageSequenceSink:
-    def __init__(self, folder: Path, fmt: Literal["png", "exr"], bit_depth: int = 8, prefix: str = "frame_"):
+    """Frames as files; with a labeller, each PNG carries plain labels and Content Credentials and
+    each EXR plain header labels (the frame folder's sidecar is the swap's to write: it lists the
+    frames of every job that shares the folder)."""
+
+    def __init__(self, folder: Path, fmt: Literal["png", "exr"], bit_depth: int = 8, prefix: str = "frame_",
+                 labeller: Labeller | None = None):
         if fmt == "png" and bit_depth not in (8, 16):
             raise ValueError("PNG bit depth is 8 or 16")
         self.folder, self.fmt, self.bit_depth, self.prefix = Path(folder), fmt, bit_depth, prefix
+        self.labeller = labeller
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, index: int) -> Path:
@@ -59,15 +66,20 @@ class ImageSequenceSink:
 
     def write(self, index: int, frame: np.ndarray) -> None:
         """frame: RGB or RGBA; uint8/uint16 for PNG (converted to the sink's depth), float32 for EXR."""
-        if self.fmt == "png":
-            frame = _to_depth(frame, self.bit_depth)
-        elif frame.dtype != np.float32:
-            frame = _to_float(frame)
+        path = self.path(index)
+        if self.fmt == "exr":
+            attributes = self.labeller.exr_attributes() if self.labeller is not None else {}
+            write_atomic(path, lambda tmp: write_exr(tmp, _to_float(frame), attributes), durable=False)
+            return
+        frame = _to_depth(frame, self.bit_depth)
         code = cv2.COLOR_RGBA2BGRA if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        ok, data = cv2.imencode(f".{self.fmt}", cv2.cvtColor(frame, code))
+        ok, data = cv2.imencode(".png", cv2.cvtColor(frame, code))
         if not ok:
-            raise MediaError(f"could not encode {self.path(index)}")
-        write_atomic(self.path(index), data.tobytes(), durable=False)
+            raise MediaError(f"could not encode {path}")
+        png = data.tobytes()
+        if self.labeller is not None:
+            png = self.labeller.png(png, path.name)
+        write_atomic(path, png, durable=False)
 
     def close(self) -> None:
         pass
@@ -91,12 +103,16 @@ class MovieSink:
     packets are copied, not re-encoded: an AAC packet is 1024 samples, so a range's sound starts
     within 23 ms of its first frame)."""
 
-    def __init__(self, path: Path, fps: float, width: int, height: int, audio: AudioSpan | None = None):
+    def __init__(self, path: Path, fps: float, width: int, height: int, audio: AudioSpan | None = None,
+                 labeller: Labeller | None = None):
         self.path = Path(path)
+        self.labeller = labeller
         # Unique per job: two jobs never share a temporary movie (core.outputs removes the ones
         # a killed job left, under the output's lock).
         self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.partial.mp4")
         self.container = av.open(str(self.tmp), "w")
+        if labeller is not None:
+            self.container.metadata.update(labeller.movie_tags())
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = width, height
         # 4:2:0 needs even sizes; odd ones keep full chroma instead of losing a pixel row.
@@ -151,6 +167,13 @@ class MovieSink:
             self.container.mux(packet)
             self._mux_audio()
         self.container.close()
+        if self.labeller is not None and self.labeller.enabled:
+            signed = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.partial.mp4")
+            try:
+                self.labeller.sign_movie(self.tmp, signed)
+                os.replace(signed, self.tmp)
+            finally:
+                signed.unlink(missing_ok=True)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -179,6 +202,17 @@ def _to_depth(frame: np.ndarray, bits: int) -> np.ndarray:
     return np.round(np.clip(frame, 0, 1) * 65535).astype(np.uint16)
 
 
+def write_exr(path: Path, frame: np.ndarray, attributes: dict[str, str] | None = None) -> None:
+    """A float32 RGB(A) EXR, ZIP-compressed (OpenCV's defaults, which wrote our EXRs before), with
+    string header attributes; OpenEXR's own writer, since OpenCV cannot write header attributes."""
+    import OpenEXR
+
+    channels = "RGBA" if frame.shape[2] == 4 else "RGB"
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
+    with OpenEXR.File(header, {channels: np.ascontiguousarray(frame, dtype=np.float32)}) as f:
+        f.write(str(path))
+
+
 def _to_float(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame.astype(np.float32) / 255
@@ -188,9 +222,9 @@ def _to_float(frame: np.ndarray) -> np.ndarray:
 
 
 def open_sink(out: Path, fmt: Format, fps: float, width: int, height: int, bit_depth: int = 8,
-              audio: AudioSpan | None = None):
+              audio: AudioSpan | None = None, labeller: Labeller | None = None):
     """A sink for a swap's frames; `audio` (a movie's sound for the span) goes into a movie only."""
     if fmt == "mp4":
         out.parent.mkdir(parents=True, exist_ok=True)
-        return MovieSink(out, fps, width, height, audio)
-    return ImageSequenceSink(out, fmt, bit_depth)
+        return MovieSink(out, fps, width, height, audio, labeller)
+    return ImageSequenceSink(out, fmt, bit_depth, labeller=labeller)

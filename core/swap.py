@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from core.faces.identity import SAME_PERSON, FaceDescriber, cached_faceset_descr
 from core.faceset import Faceset
 from core.media import open_source
 from core.model import load_model
+from core.provenance import LabelSettings, Labeller, sequence
 from core.sinks import AudioSpan, open_sink
 from core.temporal import FaceTracker, StatsSmoother, TrackedFace
 
@@ -67,6 +68,7 @@ class SwapSettings:
     force: bool = False  # the same as existing="replace"
     existing: swap_output.Existing = "refuse"
     preroll: int | None = None  # frames read before each written stretch; None: temporal.preroll_frames
+    label: LabelSettings = field(default_factory=LabelSettings)  # provenance labels (core.provenance)
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Swapper:
         if not isinstance(self.state, dict):
             raise DeepfakeError(f"{model_dir}: the model's training record is unreadable; retrain it")
         self.own, self.other = ("a", "b") if settings.direction == "a2b" else ("b", "a")
+        # Before anything is written: a bad signing key is refused here, not at the first frame.
+        self.labeller = Labeller.start(settings.label, input_path, self.state.get("model_id"), events)
         self.flags: dict[int, list[str]] = {}  # this batch's, of the frames this run writes
         self.writing: set[int] = set()
         self.tracker = FaceTracker(fps=30.0)
@@ -158,9 +162,12 @@ class Swapper:
         s = self.settings
         # A movie is written whole: another range is another movie. Frame folders take any range.
         movie = {"range": [info.start, info.count]} if s.format == "mp4" else {}
+        # Labels off, or burned in, make other frames than the default's; recorded only then, so
+        # the outputs of earlier versions (no such key) still resume.
+        labels = ", ".join(w for w, on in (("off", not s.label.enabled), ("visible", s.label.visible)) if on)
         return {**movie, "direction": s.direction, "mode": s.mode, "format": s.format, "bit_depth": s.bit_depth,
                 "color": s.color, "smooth": s.smooth, "erode": s.erode, "blur": s.blur, "face": s.face,
-                "yuv": s.yuv, "colorspace": colorspace}
+                "yuv": s.yuv, "colorspace": colorspace, **({"labels": labels} if labels else {})}
 
     # -- per frame --------------------------------------------------------------------------------
     def flag(self, index: int, reason: str, **extra: Any) -> None:
@@ -315,7 +322,7 @@ class Swapper:
             if s.format == "mp4":
                 outputs.remove_stale_temps(self.out.parent, stem=self.out.name)
             else:
-                outputs.remove_stale_temps(self.out, targets=(swap_output.RECORD, swap_output.FLAGS))
+                outputs.remove_stale_temps(self.out, targets=(swap_output.RECORD, swap_output.FLAGS, sequence.NAME))
             if action == "replace":
                 self.events.log(f"replacing the earlier swap in {self.out}")
                 swap_output.clear(self.out, s.format)
@@ -335,7 +342,7 @@ class Swapper:
         self.encode_display = s.format == "png" and is_exr(Path(info.path))
         sink = open_sink(self.out, s.format, info.fps, info.width, info.height, s.bit_depth,
                          audio=AudioSpan(Path(info.path), info.start / info.fps, info.count / info.fps)
-                         if info.kind == "movie" else None)
+                         if info.kind == "movie" else None, labeller=self.labeller)
         if s.format != "mp4":  # what a killed run of this range left half-written
             outputs.remove_stale_temps(folder, targets={swap_output.frame_name(i, s.format)
                                                         for i in range(info.start, info.start + info.count)})
@@ -385,6 +392,9 @@ class Swapper:
             sink.close()
             with self._records_lock():
                 ranges = swap_output.add_range(self.out, s.format, info.start, info.count)
+                if s.format != "mp4" and self.labeller.enabled:  # every frame of the range, resumed ones too
+                    sequence.update(self.out, [sink.path(i) for i in range(info.start, end)], self.labeller.values,
+                                    self.labeller.credentials_text())
         except BaseException as exc:
             if hasattr(sink, "abort"):
                 sink.abort()
@@ -431,7 +441,7 @@ class Swapper:
         with self._records_lock():
             swap_output.merge_flags(self.out, self.settings.format, mine, self.flags)
         for index, frame in results:
-            sink.write(index, frame)
+            sink.write(index, self.labeller.burn(frame))
         return len(results)
 
     def _batch(self, batch: list[tuple[int, np.ndarray]], alignments: Faceset | None, aligner: Any,

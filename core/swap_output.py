@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from core.atomic import write_atomic
 from core.errors import DeepfakeError
+from core.provenance import sequence
 
 FORMAT = "blender-deepfake-swap"
 VERSION = 1
@@ -31,7 +32,7 @@ _DECISIVE = {"source": "source", "model": "model folder", "model_id": "model", "
              "direction": "direction", "mode": "mode", "format": "format", "bit_depth": "bit depth",
              "color": "colour transfer", "smooth": "smoothing", "erode": "mask erosion", "blur": "mask feather",
              "face": "face choice", "yuv": "YUV conversion", "colorspace": "colourspace",
-             "range": "frame range (start, count)"}
+             "range": "frame range (start, count)", "labels": "labels"}
 
 
 def frame_name(index: int, fmt: str) -> str:
@@ -79,11 +80,13 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if old.get(key) != new.get(key):
             same_path = key == "source" and (old.get(key) or {}).get("path") == (new.get(key) or {}).get("path")
             found.append(f"source {new[key]['path']} changed since" if same_path else
-                         f"{words} {_show(old.get(key))} -> {_show(new.get(key))}")
+                         f"{words} {_show(old.get(key), key)} -> {_show(new.get(key), key)}")
     return found
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, key: str = "") -> str:
+    if key == "labels" and value is None:
+        return "on"  # the default is not recorded
     if isinstance(value, dict) and "path" in value:
         return str(value["path"])
     return json.dumps(value) if not isinstance(value, str) else value
@@ -99,13 +102,14 @@ def holds_output(out: Path, fmt: str) -> bool:
 
 
 def clear(out: Path, fmt: str) -> None:
-    """Remove a swap's own files (frames, movie, record, flags), nothing else in the folder."""
+    """Remove a swap's own files (frames, movie, record, flags, the frames' provenance sidecar),
+    nothing else in the folder."""
     out = Path(out)
     if fmt == "mp4":
         out.unlink(missing_ok=True)
     elif out.is_dir():
         for p in out.iterdir():
-            if FRAME_NAME.match(p.name):
+            if FRAME_NAME.match(p.name) or p.name == sequence.NAME:
                 p.unlink()
     record_path(out, fmt).unlink(missing_ok=True)
     flags_path(out, fmt).unlink(missing_ok=True)

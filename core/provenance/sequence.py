@@ -1,0 +1,54 @@
+"""The sidecar manifest of a frame sequence: `provenance.json` in the frame folder.
+
+Why: a sequence is many files and C2PA binds a manifest to one. Each PNG frame carries its own
+signed manifest, but an EXR frame can carry only a plain header label, and a reviewer handed a
+folder wants one answer for the shot. The sidecar states the label once and lists every frame
+with its SHA-256, so `deepfake verify FOLDER` can tell a frame changed after it was written.
+Plain JSON, unsigned (the PNGs' manifests are the signed statement).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from core.atomic import write_atomic
+
+NAME = "provenance.json"
+KIND = "blender-deepfake sequence provenance"
+FORMAT = 1
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read(folder: Path) -> dict[str, Any] | None:
+    """The sidecar, or None when there is none or it is not ours."""
+    try:
+        data = json.loads((Path(folder) / NAME).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != KIND or not isinstance(data.get("frames"), dict):
+        return None
+    return data
+
+
+def update(folder: Path, frames: Iterable[Path], label: dict[str, str], credentials: str) -> Path:
+    """Record `frames` (hashed now) beside the frames already listed that are still there. The
+    caller serialises writers (a swap holds the output's records lock)."""
+    folder = Path(folder)
+    old = read(folder) or {}
+    listed = {name: digest for name, digest in (old.get("frames") or {}).items() if (folder / name).is_file()}
+    listed.update({p.name: sha256(p) for p in frames})
+    data = {"kind": KIND, "format": FORMAT, "label": label, "content_credentials": credentials,
+            "frames": dict(sorted(listed.items()))}
+    path = folder / NAME
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
+    return path
