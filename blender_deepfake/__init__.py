@@ -6,7 +6,7 @@ point at them), and unregistered in reverse, so register/unregister can run repe
 """
 from __future__ import annotations
 
-from . import jobs, ops, prefs, props, ui, vse  # noqa: F401  (vse and jobs: imported for reloads)
+from . import jobs, ops, prefs, props, render_label, ui, vse  # noqa: F401  (vse and jobs: imported for reloads)
 
 classes: tuple[type, ...] = (*props.classes, *prefs.classes, *ops.classes, *ui.classes)
 
@@ -18,6 +18,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.register_props()
     ops.register_handlers()
+    render_label.register_handlers()
 
 
 def unregister() -> None:
@@ -25,6 +26,7 @@ def unregister() -> None:
 
     jobs.kill_all()
     ops.unregister_handlers()
+    render_label.unregister_handlers()
     props.unregister_props()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -23,7 +23,7 @@ from typing import Any
 
 import bpy
 
-from . import evaluation, props, vse
+from . import evaluation, props, render_label, vse
 
 
 class BatchError(RuntimeError):
@@ -137,6 +137,12 @@ def render_movie(scene: Any, path: Path) -> Path:
         tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         raise BatchError(f"the render wrote nothing at {path} (Blender: {tail or 'no message'}; log {log})")
     log.unlink()
+    # The add-on's render handler labelled it (or said why not) while Blender's output went to the log.
+    outcome = dict(render_label.last_outcome)
+    if outcome:
+        print(f"deepfake: {outcome['text']}")
+        if not outcome["ok"] and not outcome["off"]:
+            raise BatchError(f"{path} was rendered but not labelled: {outcome['text']}")
     return path
 
 

@@ -313,7 +313,8 @@ class SwapTarget:
         args: list[Any] = [self.path, "--model", self.model, "--out", self.out, "--start", self.first,
                            "--count", self.count, "--mode", self.mode, "--format", self.fmt, "--color", s.color,
                            "--colorspace", self.snapshot["colorspace"], "--yuv", vse.movie_yuv_conversion(),
-                           "--aligner", s.aligner, "--existing", s.swap_existing, "--device", self.core.device]
+                           "--aligner", s.aligner, "--existing", s.swap_existing, "--device", self.core.device,
+                           *self.core.label_args()]
         if self.ocio is not None:
             args += ["--ocio-config", self.ocio]
         if self.alignments is not None:
@@ -458,10 +459,15 @@ class DEEPFAKE_OT_farm_job(_JobOperator, bpy.types.Operator):
         if t.ocio is not None:
             args += ["--ocio-config", t.ocio]
 
+        # The bundle runs the core's defaults on the workers: always labelled, never burned in.
+        unlike = [w for w, on in (("Label AI Output is off", not t.core.label),
+                                  ("Visible Label is on", t.core.visible_label)) if on]
+        note = f"; the farm labels its output as always ({' and '.join(unlike)} here)" if unlike else ""
+
         def after(context: Any, state: jobs.JobState) -> str:
             result = state.result or {}
             return (f"farm job for '{t.strip.name}' (frames {result.get('frame_start')}..{result.get('frame_end')}, "
-                    f"{result.get('chunks')} tasks) in {bundle}")
+                    f"{result.get('chunks')} tasks) in {bundle}{note}")
         return Plan("farm", [Command(jobs.core_command(t.core.python, "farm-job", args), "Write Farm Job", after)],
                     t.core.env(), str(t.core.work_folder))
 

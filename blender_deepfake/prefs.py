@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import core_record, jobs, vse
 
@@ -45,9 +45,21 @@ class CoreSettings:
     work_folder: Path
     offline: bool = False
     fix: str = ""
+    label: bool = True        # provenance labels on swaps and renders (core/provenance)
+    c2pa_key: str = ""        # the user's signing key and certificate chain; empty: the core's local chain
+    c2pa_cert: str = ""
+    visible_label: bool = False
 
     def env(self) -> dict[str, str]:
         return jobs.core_env(self.core_path, offline=self.offline)
+
+    def label_args(self, visible: bool = True) -> list[str]:
+        """The core's labelling options for these preferences (`visible`: a swap's, which can burn
+        the label in; a render's labelling cannot)."""
+        if not self.label:
+            return ["--no-label"]
+        args = ["--c2pa-key", self.c2pa_key, "--c2pa-cert", self.c2pa_cert] if self.c2pa_key or self.c2pa_cert else []
+        return args + (["--visible-label"] if visible and self.visible_label else [])
 
 
 def online_access() -> bool:
@@ -71,6 +83,22 @@ class DEEPFAKE_AP_preferences(bpy.types.AddonPreferences):
         options=vse.blend_relative_path_options(),
         description="Facesets, models and swapped frames go here; // is beside the saved .blend")
     check_result: StringProperty(name="Check", default="", options={"SKIP_SAVE"})
+    label_outputs: BoolProperty(
+        name="Label AI Output", default=True,
+        description="Swapped frames and movies, and sequencer renders that show a swapped strip, say that a face in "
+                    "them was replaced: signed Content Credentials (C2PA) and plain metadata labels. Turning this off "
+                    "is logged with a warning on every swap and render")
+    c2pa_key: StringProperty(
+        name="Signing Key", subtype="FILE_PATH", default="",
+        description="Your PEM private key for trusted Content Credentials (with the certificate below); empty: a "
+                    "local certificate made once for you, which verifiers show as valid but not trusted")
+    c2pa_cert: StringProperty(
+        name="Signing Certificate", subtype="FILE_PATH", default="",
+        description="The PEM certificate chain of the signing key, its own certificate first")
+    visible_label: BoolProperty(
+        name="Visible Label", default=False,
+        description="Also burn a small 'AI-modified' into a corner of every swapped frame: for review copies, since "
+                    "a video platform's re-encode strips all metadata")
 
     def draw(self, context: Any) -> None:
         layout = self.layout
@@ -82,6 +110,16 @@ class DEEPFAKE_AP_preferences(bpy.types.AddonPreferences):
             row.label(text=self.check_result)
         layout.prop(self, "device")
         layout.prop(self, "work_folder")
+        box = layout.box()
+        box.label(text="Provenance", icon="LOCKED")
+        box.prop(self, "label_outputs")
+        col = box.column()
+        col.active = self.label_outputs
+        col.prop(self, "c2pa_key")
+        col.prop(self, "c2pa_cert")
+        col.prop(self, "visible_label")
+        if not self.label_outputs:
+            box.label(text="Swaps and renders will not say that a face was replaced", icon="ERROR")
 
 
 def addon_prefs(context: Any = None) -> Any:
@@ -126,10 +164,14 @@ def settings(context: Any = None) -> CoreSettings:
     prefs = addon_prefs(context)
     core_path = bpy.path.abspath(prefs.core_path) if prefs is not None and prefs.core_path else ""
     choice = resolve_python(prefs)
+    label = {} if prefs is None else {
+        "label": prefs.label_outputs, "visible_label": prefs.visible_label,
+        "c2pa_key": bpy.path.abspath(prefs.c2pa_key) if prefs.c2pa_key else "",
+        "c2pa_cert": bpy.path.abspath(prefs.c2pa_cert) if prefs.c2pa_cert else ""}
     return CoreSettings(python=choice.python, core_path=core_path,
                         device=prefs.device if prefs is not None else "auto",
                         work_folder=resolve_work_folder(prefs.work_folder if prefs is not None else DEFAULT_WORK_FOLDER),
-                        offline=not online_access(), fix=choice.fix)
+                        offline=not online_access(), fix=choice.fix, **label)
 
 
 _checked: dict[tuple[str, str], tuple[bool, str]] = {}

@@ -100,6 +100,8 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
     job_running: BoolProperty(default=False, options={"SKIP_SAVE"})
     job_progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
     job_status: StringProperty(default="", options={"SKIP_SAVE"})
+    render_label_status: StringProperty(default="", options={"SKIP_SAVE"},
+                                        description="How the last render that showed a swap was labelled")
 
 
 def link_strip(scene: Any, strip_name: str, faceset: str, source: str, first: int, count: int) -> None:

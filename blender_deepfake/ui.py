@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from . import evaluation, ops, props, vse
+from . import evaluation, ops, props, render_label, vse
 
 
 class DEEPFAKE_PT_panel(bpy.types.Panel):
@@ -143,6 +143,9 @@ class DEEPFAKE_PT_swap(_StepPanel, bpy.types.Panel):
         row = layout.row(align=True)  # own row: beside the chunk size the sidebar cut both labels
         row.operator("deepfake.farm_job", text="Farm Job", icon="NETWORK_DRIVE")
         row.operator("deepfake.farm_result", text="Load Result", icon="IMPORT")
+        line = render_label.status_line(scene)
+        if line:
+            layout.label(text=line, icon="LOCKED" if "off" not in line else "ERROR")
         DEEPFAKE_PT_panel._draw_evaluation(layout, props.swap_result(scene, vse.active_strip(scene)))
 
 

@@ -19,6 +19,9 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bd-blen
 # The add-on finds the core through a record scripts/setup.sh writes in the user's config folder: the
 # tests read (and write) their own, never the user's.
 os.environ.setdefault("DEEPFAKE_CORE_RECORD", os.path.join(tempfile.mkdtemp(prefix="bd-record-"), "core.json"))
+# The local signing certificate of the provenance labels (core/provenance/credentials.py): the
+# tests make their own, never in the user's config folder.
+os.environ.setdefault("DEEPFAKE_CREDENTIALS", os.path.join(tempfile.mkdtemp(prefix="bd-credentials-"), "credentials"))
 # The core's cache of face descriptors: per test run, not the user's.
 os.environ.setdefault("DEEPFAKE_CACHE", tempfile.mkdtemp(prefix="bd-cache-"))
 

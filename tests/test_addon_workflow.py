@@ -224,6 +224,56 @@ def test_a_failed_evaluation_keeps_the_swap_and_says_why(scene, addon, tiny_mode
         bpy.ops.deepfake.evaluate()
 
 
+def test_the_render_of_a_swapped_shot_is_labelled(scene, addon, tiny_model, tmp_path, capfd):
+    """Render Animation to PNG frames: the add-on's render handlers have the core label what Blender
+    wrote (the swap strip is shown); with the strip muted nothing is labelled; with the preference
+    off, one warning line and no label."""
+    first, count = 173, 2
+    strip = movie_strip(scene, D18, first, count, channel=1, frame_start=1 - first)
+    select_only(scene, strip)
+    scene.deepfake.model_folder, scene.deepfake.swap_mode, scene.deepfake.evaluate = str(tiny_model), "composite", False
+    assert bpy.ops.deepfake.swap() == {"FINISHED"}
+    swapped = next(s for s in vse_strips(scene) if s.name.endswith("composite"))
+    assert run_cli("verify", bpy.path.abspath(swapped.directory)).returncode == 0  # the swap's own frames
+    scene.frame_start, scene.frame_end = 1, count
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 480, 480, 100
+    if hasattr(scene.render.image_settings, "media_type"):
+        scene.render.image_settings.media_type = "IMAGE"
+    scene.render.image_settings.file_format = "PNG"
+
+    def render(folder: Path) -> list[Path]:
+        scene.render.filepath = str(folder / "shot_")
+        bpy.ops.render.render(animation=True)
+        return sorted(folder.glob("shot_*.png"))
+
+    frames = render(tmp_path / "labelled")
+    assert [p.name for p in frames] == ["shot_0001.png", "shot_0002.png"]
+    done = run_cli("verify", tmp_path / "labelled")
+    assert done.returncode == 0 and "c2pa.edited" in done.stdout and "2 labelled" in done.stdout, done.stdout
+    assert scene.deepfake.render_label_status.startswith("labelled the render (2 files)")
+
+    swapped.mute = True  # the render no longer shows a swap: Blender's frames as they are
+    plain = render(tmp_path / "plain")
+    assert run_cli("verify", plain[0]).returncode == 1
+    swapped.mute = False
+
+    capfd.readouterr()
+    addon.label_outputs = False
+    try:
+        off = render(tmp_path / "off")
+    finally:
+        addon.label_outputs = True
+    assert run_cli("verify", off[0]).returncode == 1
+    warnings = [line for line in capfd.readouterr().out.splitlines() if "labelling is off" in line]
+    assert warnings == ["deepfake: WARNING: labelling is off (add-on preference Label AI Output): the render shows "
+                        "a swapped face and does not say so"]
+
+
+def vse_strips(scene) -> list:
+    editor = scene.sequence_editor
+    return list(editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all)
+
+
 def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon, tiny_model, tmp_path):
     """Last in this module: it opens another file and resets to factory settings, which frees the
     module's enabled add-on (its preferences object) that the tests above share."""
@@ -241,6 +291,10 @@ def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon,
     assert out.is_file() and saved.is_file()
     assert "append frame" not in (done.stdout + done.stderr).lower()  # the steps and results, not a line per frame
     assert f"rendered {out}" in done.stdout and not out.with_name("shot.mp4.render.log").exists()
+    # The render shows the swap: Content Credentials and the plain label, added by the add-on's handler.
+    verified = run_cli("verify", out)
+    assert verified.returncode == 0 and "c2pa.edited" in verified.stdout, verified.stdout + verified.stderr
+    assert "plain label: AI-modified: face replaced" in verified.stdout
 
     # open the results in this Blender: the movie has the shot's frames and size, the .blend the swap strip
     from blender_deepfake import vse
