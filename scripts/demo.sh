@@ -2,7 +2,8 @@
 # Sets everything up (idempotent), then runs the whole workflow through the Blender add-on, as an
 # editor would click it: a new .blend with clip A (the footage) and clip B (the new face), Extract
 # both, Train a small model briefly on the CPU, Swap A's face, save out/demo.blend with the source
-# and the swap stacked in the Video Sequence Editor, and render the sequencer to out/demo.mp4.
+# and the swap stacked in the Video Sequence Editor, and render the sequencer to out/demo.mp4
+# (labelled as AI-modified: Content Credentials and plain metadata, checked at the end).
 # Usage: scripts/demo.sh [CLIP_A CLIP_B]   (default: the two sample clips of ../shared/faces/video)
 # DEMO_ITERATIONS (default 300, about 5 minutes on 2 CPU cores) sets the training length: a
 # short CPU run gives a blurred face that already carries B's colouring; sharp swaps take GPU hours.
@@ -23,5 +24,6 @@ fi
 echo "== summary" >&2
 .venv/bin/deepfake info "$OUT/deepfake/facesets/A_footage"
 .venv/bin/deepfake info "$OUT/deepfake/facesets/B_new_face"
+.venv/bin/deepfake verify "$OUT/demo.mp4"   # the render says a face in it was replaced (docs/PROVENANCE.md)
 echo "editor: $OUT/demo.blend (A on channel 1, the swap on channel 2, B muted on channel 4);" \
      "render: $OUT/demo.mp4; model: $OUT/deepfake/models/model (preview.png); frames: $OUT/deepfake/swaps/"

@@ -232,14 +232,16 @@ def test_label_adds_the_labels_to_files_another_program_wrote(tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    png = tmp_path / "render_0001.png"
+    png, jpeg = tmp_path / "render_0001.png", tmp_path / "render_0002.jpg"
     cv2.imwrite(str(png), np.full((48, 64, 3), 99, np.uint8))
+    cv2.imwrite(str(jpeg), np.full((48, 64, 3), 99, np.uint8))
     assert run_cli("verify", movie).returncode == 1
     listing = tmp_path / "files.txt"
-    listing.write_text(f"{movie}\n{png}\n")
+    listing.write_text(f"{movie}\n{png}\n{jpeg}\n")
     done = run_cli("label", f"@{listing}")
     assert done.returncode == 0, done.stderr
-    for path in (movie, png):
+    assert Image.open(jpeg).app.get("COM", b"").startswith(b"AI-modified: face replaced")
+    for path in (movie, png, jpeg):
         state, manifest, _ = sdk_manifest(path)
         assert state == "Valid" and edited_action(manifest)["digitalSourceType"] == COMPOSITE_WITH_TRAINED
     with av.open(str(movie)) as container:
