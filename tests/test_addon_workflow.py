@@ -246,6 +246,16 @@ def test_the_render_of_a_swapped_shot_is_labelled(scene, addon, tiny_model, tmp_
         bpy.ops.render.render(animation=True)
         return sorted(folder.glob("shot_*.png"))
 
+    from blender_deepfake import ui
+
+    from test_addon import _Drawing, _Layout
+
+    def panel_texts() -> list[str]:
+        texts: list[str] = []
+        ui.DEEPFAKE_PT_swap.draw(_Drawing(ui.DEEPFAKE_PT_swap, _Layout([], texts)), bpy.context)
+        return texts
+
+    assert "Swaps and this render are labelled AI-modified (C2PA)" in panel_texts()
     frames = render(tmp_path / "labelled")
     assert [p.name for p in frames] == ["shot_0001.png", "shot_0002.png"]
     done = run_cli("verify", tmp_path / "labelled")
@@ -260,6 +270,7 @@ def test_the_render_of_a_swapped_shot_is_labelled(scene, addon, tiny_model, tmp_
     capfd.readouterr()
     addon.label_outputs = False
     try:
+        assert "Labelling off: outputs do not say a face was replaced" in panel_texts()
         off = render(tmp_path / "off")
     finally:
         addon.label_outputs = True
