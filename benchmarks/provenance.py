@@ -49,10 +49,10 @@ def direct(frames: Path, movie: Path, work: Path) -> dict[str, float]:
     signed = [labeller.png(d, p.name) for d, p in zip(data, pngs)]
     png_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sequence.update(frames, pngs, labeller.values, labeller.credentials_text())
+    sequence.update(frames, sequence.digests(pngs), labeller.values, labeller.signer_record())
     sidecar_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    labeller.sign_movie(movie, work / "signed.mp4")
+    labeller.sign_movie(movie, work / "signed.mp4", movie.name)
     movie_s = time.perf_counter() - t0
     added = sum(len(s) - len(d) for s, d in zip(signed, data)) / len(data)
     return {"setup_s": setup, "png_s": png_s, "sidecar_s": sidecar_s, "movie_s": movie_s,

@@ -3,7 +3,7 @@
 The swap's own frames are labelled by the core; what an editor delivers is Blender's render of
 the edit, written by Blender, which knows nothing of provenance. So the add-on watches renders:
 `render_write` collects each file Blender writes (a frame, or the movie), and `render_complete`
-hands them to the core's `deepfake label`, naming the swaps the render shows (the core reads
+(or `render_cancel`: what a cancelled render wrote stays) hands them to the core's `deepfake label`, naming the swaps the render shows (the core reads
 their records for the source and model). Any render counts, from the UI (Render Animation), from
 `blender -b file.blend -a` or from the batch script, as long as the add-on is enabled and a
 swapped strip is unmuted in the rendered range. A still (F12) is not written to disk by the
@@ -69,6 +69,12 @@ def _on_render_complete(scene: Any, *_args: Any) -> None:
         label_render(scene, files)
 
 
+@bpy.app.handlers.persistent
+def _on_render_cancel(scene: Any, *_args: Any) -> None:
+    """A cancelled render keeps what it wrote (Blender closes the movie): that is labelled too."""
+    _on_render_complete(scene)
+
+
 def label_render(scene: Any, files: list[str]) -> bool:
     """Label what a render wrote when it shows a swap; the outcome is printed (the render's log)
     and kept for the panel. Returns whether the files were labelled."""
@@ -99,14 +105,24 @@ def label_render(scene: Any, files: list[str]) -> bool:
 
 def _status(scene: Any, text: str, ok: bool = False, off: bool = False) -> bool:
     print(f"deepfake: {text}", flush=True)
-    scene.deepfake.render_label_status = text
     last_outcome.clear()
     last_outcome.update(ok=ok, off=off, text=text)
+    if bpy.app.background:
+        scene.deepfake.render_label_status = text
+    else:  # the UI's render handlers run on the render job's thread: Blender data is written on the main one
+        name = scene.name
+        bpy.app.timers.register(lambda: _set_status(name, text), first_interval=0.0)
     return ok
 
 
+def _set_status(scene_name: str, text: str) -> None:
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is not None:
+        scene.deepfake.render_label_status = text
+
+
 _HANDLERS = (("render_init", _on_render_init), ("render_write", _on_render_write),
-             ("render_complete", _on_render_complete))
+             ("render_complete", _on_render_complete), ("render_cancel", _on_render_cancel))
 
 
 def register_handlers() -> None:

@@ -84,10 +84,10 @@ def folder_lock(folder: Path, what: str, wait: float = 0.0):
     return exclusive(Path(folder) / LOCK_NAME, what, wait)
 
 
-def file_lock(path: Path, what: str):
-    """The lock of a single output file (an mp4): a hidden file beside it."""
+def file_lock(path: Path, what: str, wait: float = 0.0):
+    """The lock of a single output file (an mp4, a render's provenance sidecar): a hidden file beside it."""
     path = Path(path)
-    return exclusive(path.with_name(f".{path.name}.lock"), what)
+    return exclusive(path.with_name(f".{path.name}.lock"), what, wait)
 
 
 def temp_target(name: str) -> str | None:

@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 from core.atomic import write_atomic  # noqa: E402
 from core.errors import MediaError  # noqa: E402
 from core.provenance import Labeller  # noqa: E402
+from core.provenance.plain import PNG_SIGNATURE  # noqa: E402
 
 Format = Literal["png", "exr", "mp4"]
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, last in every whole PNG
 MP4_CRF = 12  # visually lossless for faces; the editor re-encodes the final cut anyway
 
@@ -59,7 +59,7 @@ class ImageSequenceSink:
                     head = f.read(8)
                     f.seek(max(0, size - 12))
                     tail = f.read(12)
-                return head == _PNG_SIGNATURE and tail == _PNG_END
+                return head == PNG_SIGNATURE and tail == _PNG_END
             return path.is_file() and cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
         except OSError:
             return False
@@ -170,7 +170,7 @@ class MovieSink:
         if self.labeller is not None and self.labeller.enabled:
             signed = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.partial.mp4")
             try:
-                self.labeller.sign_movie(self.tmp, signed)
+                self.labeller.sign_movie(self.tmp, signed, self.path.name)
                 os.replace(signed, self.tmp)
             finally:
                 signed.unlink(missing_ok=True)

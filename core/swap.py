@@ -162,12 +162,12 @@ class Swapper:
         s = self.settings
         # A movie is written whole: another range is another movie. Frame folders take any range.
         movie = {"range": [info.start, info.count]} if s.format == "mp4" else {}
-        # Labels off, or burned in, make other frames than the default's; recorded only then, so
-        # the outputs of earlier versions (no such key) still resume.
-        labels = ", ".join(w for w, on in (("off", not s.label.enabled), ("visible", s.label.visible)) if on)
+        # Labelled or not, burned in or not: a folder never mixes the two. An output of an earlier
+        # version (no labels recorded, no labels written) is not resumed by a labelling swap either.
+        labels = ("on" if s.label.enabled else "off") + (", visible" if s.label.visible else "")
         return {**movie, "direction": s.direction, "mode": s.mode, "format": s.format, "bit_depth": s.bit_depth,
                 "color": s.color, "smooth": s.smooth, "erode": s.erode, "blur": s.blur, "face": s.face,
-                "yuv": s.yuv, "colorspace": colorspace, **({"labels": labels} if labels else {})}
+                "yuv": s.yuv, "colorspace": colorspace, "labels": labels}
 
     # -- per frame --------------------------------------------------------------------------------
     def flag(self, index: int, reason: str, **extra: Any) -> None:
@@ -390,11 +390,13 @@ class Swapper:
                 written += self._flush(batch, alignments, aligner, converter, sink)
                 self.events.progress("swap", done, info.count)
             sink.close()
+            # Every frame of the range, resumed ones too, hashed before the lock is taken.
+            hashed = sequence.digests(sink.path(i) for i in range(info.start, end)) \
+                if s.format != "mp4" and self.labeller.enabled else None
             with self._records_lock():
                 ranges = swap_output.add_range(self.out, s.format, info.start, info.count)
-                if s.format != "mp4" and self.labeller.enabled:  # every frame of the range, resumed ones too
-                    sequence.update(self.out, [sink.path(i) for i in range(info.start, end)], self.labeller.values,
-                                    self.labeller.credentials_text())
+                if hashed is not None:
+                    sequence.update(self.out, hashed, self.labeller.values, self.labeller.signer_record())
         except BaseException as exc:
             if hasattr(sink, "abort"):
                 sink.abort()

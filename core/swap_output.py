@@ -86,7 +86,7 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _show(value: Any, key: str = "") -> str:
     if key == "labels" and value is None:
-        return "on"  # the default is not recorded
+        return "none (an earlier version wrote no labels)"
     if isinstance(value, dict) and "path" in value:
         return str(value["path"])
     return json.dumps(value) if not isinstance(value, str) else value

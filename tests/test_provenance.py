@@ -241,6 +241,7 @@ def test_label_adds_the_labels_to_files_another_program_wrote(tmp_path):
     done = run_cli("label", f"@{listing}")
     assert done.returncode == 0, done.stderr
     assert Image.open(jpeg).app.get("COM", b"").startswith(b"AI-modified: face replaced")
+    assert jpeg.read_bytes()[2:4] == b"\xff\xe0"  # JFIF's APP0 still right after SOI, the comment after it
     for path in (movie, png, jpeg):
         state, manifest, _ = sdk_manifest(path)
         assert state == "Valid" and edited_action(manifest)["digitalSourceType"] == COMPOSITE_WITH_TRAINED
@@ -248,10 +249,20 @@ def test_label_adds_the_labels_to_files_another_program_wrote(tmp_path):
         assert container.streams.video[0].frames == 12 and "AI-modified" in container.metadata["comment"]
     assert cv2.imread(str(png))[0, 0, 0] == 99
     assert (tmp_path / sequence.NAME).is_file()
+    side = json.loads((tmp_path / sequence.NAME).read_text())
+    assert len(side["signed_by"]["certificate_sha256"]) == 64 and str(tmp_path.parent) not in json.dumps(side)
     bad = tmp_path / "render.avi"
     bad.write_bytes(b"RIFF")
     done = run_cli("label", bad)
     assert done.returncode == 1 and "cannot label a .avi file" in done.stderr
+    # A file that is not what its name says: one error line, and nothing touched.
+    fake = tmp_path / "render_0003.png"
+    fake.write_bytes(b"not a png at all")
+    done = run_cli("label", movie, fake)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "is not a PNG file" in done.stderr
+    # verify calls it unlabelled, not tampered with.
+    done = run_cli("verify", fake, "--events", "jsonl")
+    assert done.returncode == 1 and events_of(done.stdout)[-1]["tampered"] == [], done.stdout
 
 
 def test_movie_sink_tampering_shows(tmp_path):
@@ -260,7 +271,8 @@ def test_movie_sink_tampering_shows(tmp_path):
     for i in range(25):
         sink.write(i, np.full((48, 64, 3), (i * 9) % 255, np.uint8))
     sink.close()
-    assert sdk_manifest(tmp_path / "x.mp4")[0] == "Valid"
+    state, manifest, _ = sdk_manifest(tmp_path / "x.mp4")
+    assert state == "Valid" and manifest["title"] == "x.mp4"  # the movie's name, not its temporary's
     assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"]  # no temporary left
     flip_video_byte(tmp_path / "x.mp4")
     assert sdk_manifest(tmp_path / "x.mp4")[0] == "Invalid"
@@ -273,3 +285,16 @@ def test_version_matches_the_addon_manifest():
 
     assert tomllib.loads((ROOT / "addon_manifest.toml").read_text())["version"] == VERSION
     assert os.environ["DEEPFAKE_CREDENTIALS"] != str(credentials.config_folder() / "credentials")
+
+
+def test_a_user_key_others_can_read_is_warned_about(tmp_path):
+    import io
+
+    from core.events import Events
+
+    key, cert = _user_chain(tmp_path)
+    key.chmod(0o644)
+    out = io.StringIO()
+    Labeller.start(LabelSettings(key=str(key), cert=str(cert)), D18, "m", Events(jsonl=True, out=out, err=out))
+    warnings = [e["message"] for e in events_of(out.getvalue()) if e["event"] == "warning"]
+    assert warnings == [f"the signing key {key} can be read by other users (mode 0o644): chmod 600 it"]

@@ -53,6 +53,9 @@ class Labeller:
             events.warning("labelling is off (--no-label): the outputs do not say that a face in them was replaced")
         else:
             events.log(f"labels: {labeller.credentials_text()}")
+            loose = labeller.signer.credentials.loose_key_permissions()
+            if loose:
+                events.warning(loose)
         return labeller
 
     @property
@@ -89,9 +92,17 @@ class Labeller:
     def movie_tags(self) -> dict[str, str]:
         return plain.movie_tags(self.values) if self.enabled else {}
 
-    def sign_movie(self, src: Path, dst: Path) -> None:
-        """The finished movie `src` (its tags already written) copied to `dst`, signed."""
-        self.signer.sign_file(src, dst, self.claim(dst.name))
+    def sign_movie(self, src: Path, dst: Path, title: str) -> None:
+        """The finished movie `src` (its tags already written) copied to `dst`, signed as the
+        movie `title` (its final name: src and dst are temporaries)."""
+        self.signer.sign_file(src, dst, self.claim(title))
+
+    def signer_record(self) -> dict[str, object]:
+        """Who signs, for the sidecar: no paths, user or host names."""
+        c = self.signer.credentials if self.signer is not None else None
+        if c is None:
+            return {}
+        return {"local_certificate": c.local, "certificate_sha256": c.fingerprint(), "signer": c.subject()}
 
     # -- visible --------------------------------------------------------------------------------------
     def burn(self, frame: np.ndarray) -> np.ndarray:

@@ -101,10 +101,11 @@ class Signer:
         return out.getvalue()
 
     def sign_file(self, src: Path, dst: Path, claim: Claim) -> None:
-        """`src` copied to `dst` with the manifest embedded (a movie is not read into memory)."""
+        """`src` copied to `dst` with the manifest embedded (a movie is not read into memory); the
+        format is the claim's title's (dst may be a temporary name)."""
         import c2pa
 
-        mime = mime_of(dst)
+        mime = mime_of(Path(claim.title))
         if mime is None:
             raise DeepfakeError(f"{dst.name}: Content Credentials are written to {', '.join(sorted(MIME))} files only")
         try:
@@ -156,10 +157,12 @@ def read(path: Path) -> ManifestReport:
             finally:
                 reader.close()
     except c2pa.C2paError as exc:
-        text = str(exc)
-        if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in text or "not found" in text.lower():
+        if isinstance(exc, (c2pa.C2paError.ManifestNotFound, c2pa.C2paError.FileNotFound)):
             return ManifestReport(present=False)
-        return ManifestReport(present=True, state="Invalid", error=text)
+        if isinstance(exc, (c2pa.C2paError.Other, c2pa.C2paError.Io, c2pa.C2paError.NotSupported)):
+            # The asset itself could not be parsed (a torn or misnamed file): not a verdict on a manifest.
+            return ManifestReport(present=False, error=f"unreadable: {exc}")
+        return ManifestReport(present=True, state="Invalid", error=str(exc))
     active = results.get("activeManifest") or {}
     failures = [e.get("code", "") for e in active.get("failure") or []]
     info = manifest.get("signature_info") or {}

@@ -19,10 +19,9 @@ or a faceset (those get shared); the folder is owner-only (0700), the key 0600.
 from __future__ import annotations
 
 import datetime
-import getpass
 import os
+import secrets
 import shutil
-import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -50,6 +49,31 @@ class Credentials:
     algorithm: str     # a c2pa.C2paSigningAlg name: ES256, ES384, ES512, ED25519, PS256
     local: bool        # the per-user chain: valid, never trusted
     source: str        # where they came from, for the log
+    key_path: Path | None = None
+
+    def _certificate(self):
+        from cryptography import x509
+
+        return x509.load_pem_x509_certificates(self.chain_pem)[0]
+
+    def fingerprint(self) -> str:
+        from cryptography.hazmat.primitives import hashes
+
+        return self._certificate().fingerprint(hashes.SHA256()).hex()
+
+    def subject(self) -> str:
+        return self._certificate().subject.rfc4514_string()
+
+    def loose_key_permissions(self) -> str:
+        """A warning when the user's key file can be read by others (POSIX), else ""."""
+        if self.key_path is None or sys.platform == "win32":
+            return ""
+        try:
+            mode = self.key_path.stat().st_mode & 0o777
+        except OSError:
+            return ""
+        return f"the signing key {self.key_path} can be read by other users (mode {oct(mode)}): chmod 600 it" \
+            if mode & 0o077 else ""
 
 
 def config_folder() -> Path:
@@ -89,7 +113,7 @@ def user_credentials(key: str | Path | None, cert: str | Path | None) -> Credent
     chain_pem = _read(Path(cert), "signing certificate", WHERE_CERT)
     algorithm = _algorithm(key_pem, Path(key))
     _check_pair(key_pem, chain_pem, Path(key), Path(cert))
-    return Credentials(key_pem, chain_pem, algorithm, local=False, source=f"{key} and {cert}")
+    return Credentials(key_pem, chain_pem, algorithm, local=False, source=f"{key} and {cert}", key_path=Path(key))
 
 
 def local_credentials() -> Credentials:
@@ -158,7 +182,8 @@ def _make_local_chain(folder: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    # No user or host name in the certificate: it is embedded in every output a user delivers.
+    who = secrets.token_hex(4)
     now = datetime.datetime.now(datetime.timezone.utc)
     until = now + datetime.timedelta(days=3650)
 
@@ -172,14 +197,14 @@ def _make_local_chain(folder: Path) -> None:
                              crl_sign=sign_certs, encipher_only=False, decipher_only=False)
 
     ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name(f"local CA of {who}")).issuer_name(name(f"local CA of {who}"))
+    ca = (x509.CertificateBuilder().subject_name(name(f"local CA {who}")).issuer_name(name(f"local CA {who}"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now).not_valid_after(until)
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(usage(True), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(name(f"blender-deepfake on {who}")).issuer_name(ca.subject)
+    leaf = (x509.CertificateBuilder().subject_name(name(f"blender-deepfake {who}")).issuer_name(ca.subject)
             .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(until)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -191,6 +216,7 @@ def _make_local_chain(folder: Path) -> None:
     key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption())
     chain_pem = leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
+    tmp: Path | None = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".credentials-", dir=folder.parent))  # 0700
@@ -199,6 +225,8 @@ def _make_local_chain(folder: Path) -> None:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
     except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise CredentialsError(f"cannot make the local signing certificate in {folder} "
                                f"({exc.strerror or exc}): set {CREDENTIALS_ENV} to a folder of yours, or "
                                f"give your own key in {WHERE_KEY}") from None

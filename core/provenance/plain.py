@@ -17,7 +17,7 @@ from pathlib import Path
 
 AI_MODIFIED = "AI-modified"
 FACE_REPLACED = "face replaced"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def fields(tool: str, version: str, model_id: str | None, source: Path | None) -> dict[str, str]:
@@ -47,7 +47,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def add_png_text(png: bytes, values: dict[str, str]) -> bytes:
     """`png` with an uncompressed iTXt chunk per value, right after IHDR."""
-    if not png.startswith(_PNG_SIGNATURE):
+    if not png.startswith(PNG_SIGNATURE):
         raise ValueError("not a PNG")
     ihdr_end = 8 + 12 + struct.unpack(">I", png[8:12])[0]
     chunks = b"".join(_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
@@ -59,7 +59,7 @@ def read_png_text(path: Path) -> dict[str, str]:
     """tEXt and uncompressed iTXt entries (a label is never compressed: we write none so)."""
     out: dict[str, str] = {}
     with open(path, "rb") as f:
-        if f.read(8) != _PNG_SIGNATURE:
+        if f.read(8) != PNG_SIGNATURE:
             return out
         while True:
             head = f.read(8)
@@ -85,10 +85,14 @@ def read_png_text(path: Path) -> dict[str, str]:
 
 # -- JPEG --------------------------------------------------------------------------------------------------
 def add_jpeg_comment(jpeg: bytes, text: str) -> bytes:
+    """A COM segment after the leading APPn segments (JFIF's APP0 and Exif's APP1 must follow SOI)."""
     if jpeg[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG")
-    data = text.encode("utf-8")[:65533]
-    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(data) + 2) + data + jpeg[2:]
+    at = 2
+    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF and 0xE0 <= jpeg[at + 1] <= 0xEF:
+        at += 2 + struct.unpack(">H", jpeg[at + 2:at + 4])[0]
+    data = text.encode("utf-8")[:65533].decode("utf-8", errors="ignore").encode("utf-8")
+    return jpeg[:at] + b"\xff\xfe" + struct.pack(">H", len(data) + 2) + data + jpeg[at:]
 
 
 def read_jpeg_comments(path: Path) -> list[str]:

@@ -40,15 +40,20 @@ def read(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def update(folder: Path, frames: Iterable[Path], label: dict[str, str], credentials: str) -> Path:
-    """Record `frames` (hashed now) beside the frames already listed that are still there. The
-    caller serialises writers (a swap holds the output's records lock)."""
+def digests(frames: Iterable[Path]) -> dict[str, str]:
+    """Frame name -> SHA-256, computed before a writer takes the folder's lock (hashing a chunk's
+    EXR frames can take a while; other chunks wait on that lock)."""
+    return {p.name: sha256(p) for p in frames if p.is_file()}
+
+
+def update(folder: Path, frames: dict[str, str], label: dict[str, str], signer: dict[str, object]) -> Path:
+    """Record `frames` (name -> SHA-256) beside the frames already listed that are still there.
+    The caller serialises writers (a swap holds the output's records lock, `label` the folder's)."""
     folder = Path(folder)
     old = read(folder) or {}
     listed = {name: digest for name, digest in (old.get("frames") or {}).items() if (folder / name).is_file()}
-    listed.update({p.name: sha256(p) for p in frames})
-    data = {"kind": KIND, "format": FORMAT, "label": label, "content_credentials": credentials,
-            "frames": dict(sorted(listed.items()))}
+    listed.update(frames)
+    data = {"kind": KIND, "format": FORMAT, "label": label, "signed_by": signer, "frames": dict(sorted(listed.items()))}
     path = folder / NAME
     write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
     return path
