@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     ve = steps.add_parser("verify", help="read back a file's or a frame folder's provenance: Content Credentials "
                                          "(valid? signed by whom? trusted?) and plain labels")
     ve.add_argument("target", type=Path, help="a PNG / JPEG / EXR / movie file or a folder of them")
+    ve.add_argument("--trust-anchors", type=Path, default=None,
+                    help="PEM certificates of the CAs whose signatures count as trusted (your studio's); "
+                         "without them every signer is reported as not trusted")
     ve.add_argument("--events", choices=["jsonl"], default=None)
 
     ev = steps.add_parser("evaluate", help="measure a swap against its source (or a model on its held-out faces)")
@@ -413,7 +416,7 @@ def run_label(args: argparse.Namespace, events: Events) -> None:
 def run_verify(args: argparse.Namespace, events: Events) -> int:
     from core.provenance.verify import verify
 
-    report = verify(args.target)
+    report = verify(args.target, args.trust_anchors)
     events.result([str(args.target)], **report.summary())
     if not events.jsonl:
         for line in report.lines():

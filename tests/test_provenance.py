@@ -219,6 +219,13 @@ def test_user_credentials_sign_and_name_the_signer(tmp_path):
     state, manifest, _ = sdk_manifest(sink.path(3))
     assert state == "Valid" and manifest["signature_info"]["issuer"] == credentials.LOCAL_ORG
     assert np.array_equal(cv2.imread(str(sink.path(3)))[..., ::-1], frame)  # pixels as given
+    # A studio verifies against its own CA: trusted; without it, valid but not trusted.
+    chain = cert.read_text()
+    anchors = tmp_path / "studio_ca.pem"
+    anchors.write_text(chain[chain.index("-----BEGIN CERTIFICATE-----", 1):])
+    done = run_cli("verify", sink.path(3), "--trust-anchors", anchors)
+    assert done.returncode == 0 and "valid signature, trusted" in done.stdout, done.stdout + done.stderr
+    assert "NOT trusted" in run_cli("verify", sink.path(3)).stdout
 
 
 def test_label_adds_the_labels_to_files_another_program_wrote(tmp_path):

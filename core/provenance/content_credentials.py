@@ -139,17 +139,19 @@ class ManifestReport:
         return self.present and self.state == "Invalid"
 
 
-def read(path: Path) -> ManifestReport:
-    """The file's active manifest and its validation by the SDK (no network: the SDK's trust
-    check runs against its built-in lists, on which no local certificate is)."""
+def read(path: Path, trust_anchors: str | None = None) -> ManifestReport:
+    """The file's active manifest and its validation by the SDK, offline. `trust_anchors`: PEM
+    certificates of the CAs to trust (a studio's own); without them no certificate is trusted."""
     import c2pa
 
     mime = mime_of(path)
     if mime is None:
         return ManifestReport(present=False)
+    context = c2pa.Context(c2pa.Settings.from_dict({"trust": {"trust_anchors": trust_anchors}})) \
+        if trust_anchors else None
     try:
         with open(path, "rb") as f:
-            reader = c2pa.Reader(mime, f)
+            reader = c2pa.Reader(mime, f, context=context)
             try:
                 manifest = reader.get_active_manifest() or {}
                 results = reader.get_validation_results() or {}

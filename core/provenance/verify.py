@@ -99,7 +99,8 @@ def _manifest_text(m: ManifestReport) -> str:
     if m.tampered:
         why = ", ".join(c for c in m.failures if "untrusted" not in c) or m.error or "invalid"
         return f"INVALID: the file changed after it was signed, or the manifest is broken ({why})"
-    trust = "trusted" if m.trusted else "valid signature, NOT trusted (the signer's certificate is on no trust list)"
+    trust = "valid signature, trusted" if m.trusted else \
+        "valid signature, NOT trusted (the signer's certificate chains to no trust anchor: --trust-anchors)"
     acts = [a for a in m.actions if a.get("action") == content_credentials.EDITED]
     action = (f"action {acts[0]['action']}, digital source type {str(acts[0].get('digitalSourceType', '')).rsplit('/', 1)[-1]}"
               if acts else "no c2pa.edited action")
@@ -107,32 +108,41 @@ def _manifest_text(m: ManifestReport) -> str:
     return f"{trust}; signed by {m.signer or 'an unnamed signer'}; {action}{ingredients}; made by {m.generator}"
 
 
-def check_file(path: Path, sidecar: dict[str, Any] | None = None) -> FileCheck:
+def check_file(path: Path, sidecar: dict[str, Any] | None = None, trust_anchors: str | None = None) -> FileCheck:
     try:
         label = plain.read(path)
     except Exception as exc:  # noqa: BLE001 - a corrupt file has no readable label; the manifest check says more
         label = {}
         if path.suffix.lower() == ".exr":
             raise DeepfakeError(f"{path}: not a readable EXR ({exc})") from None
-    check = FileCheck(path, content_credentials.read(path), label)
+    check = FileCheck(path, content_credentials.read(path, trust_anchors), label)
     if sidecar is not None:
         digest = (sidecar.get("frames") or {}).get(path.name)
         check.sidecar = "unlisted" if digest is None else ("match" if digest == sequence.sha256(path) else "changed")
     return check
 
 
-def verify(target: Path) -> Verification:
+def verify(target: Path, trust_anchors: Path | None = None) -> Verification:
+    """`trust_anchors`: a PEM file of CA certificates whose signatures count as trusted."""
     target = Path(target)
     if not target.exists():
         raise DeepfakeError(f"{target} does not exist")
+    anchors = None
+    if trust_anchors is not None:
+        try:
+            anchors = Path(trust_anchors).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DeepfakeError(f"cannot read the trust anchors {trust_anchors}: {exc}") from None
+        if "BEGIN CERTIFICATE" not in anchors:
+            raise DeepfakeError(f"{trust_anchors} holds no PEM certificate")
     if target.is_dir():
         files = sorted(p for p in target.iterdir() if p.suffix.lower() in MEDIA and not p.name.startswith("."))
         if not files:
             raise DeepfakeError(f"{target} holds no PNG, JPEG, EXR or movie files to verify")
         side = sequence.read(target)
-        return Verification(target, [check_file(p, side) for p in files], side)
+        return Verification(target, [check_file(p, side, anchors) for p in files], side)
     if target.suffix.lower() not in MEDIA:
         raise DeepfakeError(f"{target.name}: verify reads {', '.join(MEDIA)} files")
     side = sequence.read(target.parent)
     side = side if side is not None and target.name in side.get("frames", {}) else None
-    return Verification(target, [check_file(target, side)], side)
+    return Verification(target, [check_file(target, side, anchors)], side)
