@@ -36,6 +36,18 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def png_image_data(data: bytes) -> bytes:
+    """A PNG's bytes without its label chunks (iTXt, C2PA's caBX): what two writes of the same
+    pixels share (each write signs anew: another manifest id, time and signature)."""
+    out, at = bytearray(data[:8]), 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        if data[at + 4:at + 8] not in (b"iTXt", b"caBX"):
+            out += data[at:at + 12 + length]
+        at += 12 + length
+    return bytes(out)
+
+
 def events_of(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 

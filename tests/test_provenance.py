@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,12 +16,13 @@ import OpenEXR
 import pytest
 from PIL import Image
 
-from conftest import ROOT, VIDEO, events_of, run_cli
+from conftest import ROOT, VIDEO, events_of, png_image_data, run_cli
 from core.provenance import LabelSettings, Labeller, credentials, sequence
 from core.provenance.content_credentials import COMPOSITE_WITH_TRAINED
 from core.sinks import ImageSequenceSink, MovieSink
 
 D18 = VIDEO / "liveportrait_d18.mp4"
+PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----\s+[A-Za-z0-9+/=\s]{40,}-----END")  # a key or certificate itself
 SHORT = ("--start", "173", "--count", "6", "--preroll", "0", "--aligner", "dlib")
 
 
@@ -38,17 +40,6 @@ def edited_action(manifest: dict) -> dict:
                for a in x["data"]["actions"]]
     (edited,) = [a for a in actions if a["action"] == "c2pa.edited"]
     return edited
-
-
-def png_without(data: bytes, kinds: set[bytes]) -> bytes:
-    """A PNG's bytes with its chunks of these kinds removed."""
-    out, at = bytearray(data[:8]), 8
-    while at < len(data):
-        length = int.from_bytes(data[at:at + 4], "big")
-        if data[at + 4:at + 8] not in kinds:
-            out += data[at:at + 12 + length]
-        at += 12 + length
-    return bytes(out)
 
 
 def flip_video_byte(path: Path) -> None:
@@ -86,7 +77,7 @@ def test_swap_png_and_mp4_carry_valid_content_credentials(tmp_path, small_model)
     with av.open(str(movie)) as container:
         assert container.metadata["comment"].startswith("AI-modified: face replaced")
     # The labels change no pixel: the frame decodes as it does with every label chunk cut out.
-    stripped = cv2.imdecode(np.frombuffer(png_without(pngs[0].read_bytes(), {b"iTXt", b"caBX"}), np.uint8), -1)
+    stripped = cv2.imdecode(np.frombuffer(png_image_data(pngs[0].read_bytes()), np.uint8), -1)
     assert np.array_equal(cv2.imread(str(pngs[0]), -1), stripped) and len(stripped) == 480
     # The sidecar lists every frame with its hash.
     side = json.loads((frames / sequence.NAME).read_text())
@@ -171,8 +162,7 @@ def test_no_key_or_certificate_lands_in_the_project_the_model_or_the_output(tmp_
                                                            *out.rglob("*")]
     for path in places:
         if path.is_file() and path.suffix.lower() not in (".png", ".mp4", ".jpg", ".exr", ".safetensors"):
-            data = path.read_bytes()
-            assert b"PRIVATE KEY" not in data and b"BEGIN CERTIFICATE" not in data, path
+            assert not PEM_BLOCK.search(path.read_bytes()), path
     key_pem = (folder / credentials.KEY_FILE).read_bytes()
     for path in out.rglob("*"):
         assert key_pem not in path.read_bytes() and b"PRIVATE KEY" not in path.read_bytes(), path
