@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from core.faces.align import invert
+from core.faces.landmarks68 import BROWS, NOSE_TIP
 
 Box = tuple[int, int, int, int]
 """(x0, y0, x1, y1) in frame pixels, end exclusive: frame[y0:y1, x0:x1]."""
@@ -47,8 +48,6 @@ residual tone step, narrow enough to keep the swapped cheeks and chin."""
 DEFAULT_FOREHEAD = 0.5
 """How far the brow points are lifted, as a fraction of the brow-to-nose-tip distance."""
 
-_BROWS = slice(17, 27)
-_NOSE_TIP = 30
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,8 +65,8 @@ def extend_forehead(landmarks: np.ndarray, forehead: float = DEFAULT_FOREHEAD) -
     follows the face's own up direction (nose tip to brow centre), not the crop's y axis.
     """
     points = np.asarray(landmarks, dtype=np.float64).copy()
-    up = points[_BROWS].mean(axis=0) - points[_NOSE_TIP]
-    points[_BROWS] += forehead * up
+    up = points[BROWS].mean(axis=0) - points[NOSE_TIP]
+    points[BROWS] += forehead * up
     return points
 
 

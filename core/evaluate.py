@@ -125,6 +125,7 @@ from core.errors import DeepfakeError, MediaError
 from core.events import Events
 from core.faces.align import alignment_matrix, transform_points
 from core.faces.base import Face
+from core.faces.landmarks68 import EYELID_PAIRS, INNER_LIP_PAIRS, OUTER_EYE_CORNERS
 from core.faceset import Faceset, read_crop
 from core.media import SourceInfo, open_source, read_image
 from core.temporal import box_iou, face_size
@@ -147,10 +148,6 @@ WORST = 6
 VIEWS = ("swap", "control", "resolution", "source")
 FRAME_FILE = re.compile(r"^frame_(\d+)\.(png|exr)$", re.IGNORECASE)
 
-# iBUG 300-W points
-_IOD = (36, 45)
-_INNER_LIPS = ((61, 67), (62, 66), (63, 65))
-_EYELIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
 
 
 @dataclass
@@ -416,14 +413,14 @@ def paste_face(frame: np.ndarray, landmarks: np.ndarray, face: np.ndarray, color
 
 
 def inter_ocular(landmarks: np.ndarray) -> float:
-    return float(np.linalg.norm(landmarks[_IOD[0]] - landmarks[_IOD[1]]))
+    return float(np.linalg.norm(landmarks[OUTER_EYE_CORNERS[0]] - landmarks[OUTER_EYE_CORNERS[1]]))
 
 
 def openings(landmarks: np.ndarray) -> tuple[float, float]:
     """(mouth opening, eye opening) over the inter-ocular distance: inner-lip and eyelid gaps."""
     iod = max(inter_ocular(landmarks), 1e-6)
-    mouth = np.mean([np.linalg.norm(landmarks[a] - landmarks[b]) for a, b in _INNER_LIPS])
-    eyes = np.mean([np.linalg.norm(landmarks[a] - landmarks[b]) for a, b in _EYELIDS])
+    mouth = np.mean([np.linalg.norm(landmarks[a] - landmarks[b]) for a, b in INNER_LIP_PAIRS])
+    eyes = np.mean([np.linalg.norm(landmarks[a] - landmarks[b]) for a, b in EYELID_PAIRS])
     return float(mouth / iod), float(eyes / iod)
 
 

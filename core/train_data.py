@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from core.errors import FacesetError
-from core.faces.align import LEFT_EYE, MOUTH, RIGHT_EYE, transform_points
+from core.faces.align import transform_points
+from core.faces.landmarks68 import LEFT_EYE, MOUTH, RIGHT_EYE
 from core.faceset import Faceset, read_crop
 
 

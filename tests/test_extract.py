@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, VIDEO, events_of, run_cli
-from core.faces.align import LEFT_EYE, MOUTH, RIGHT_EYE, transform_points
+from core.faces.align import transform_points
+from core.faces.landmarks68 import LEFT_EYE, MOUTH, RIGHT_EYE
 from core.faceset import Faceset
 from core.media import open_source
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from core.faces.base import FaceAligner
+from core.faces.landmarks68 import OUTER_EYE_CORNERS
 
 
 @dataclass
@@ -37,7 +38,7 @@ def load_annotated(landmarks_dir: Path, human_only: bool = True) -> list[Annotat
 
 
 def normalised_error(predicted: np.ndarray, truth: np.ndarray) -> float:
-    interocular = np.linalg.norm(truth[36] - truth[45])
+    interocular = np.linalg.norm(truth[OUTER_EYE_CORNERS[0]] - truth[OUTER_EYE_CORNERS[1]])
     return float(np.linalg.norm(predicted - truth, axis=1).mean() / interocular)
 
 

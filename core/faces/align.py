@@ -14,12 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.faces.landmarks68 import NON_JAW
+
 TEMPLATE_FILE = Path(__file__).with_name("mean_face.json")
-NON_JAW = slice(17, 68)
-# iBUG 300-W landmark groups, used for measuring alignment stability and, later, masks.
-LEFT_EYE = slice(36, 42)
-RIGHT_EYE = slice(42, 48)
-MOUTH = slice(48, 68)
 
 
 @lru_cache(maxsize=1)
