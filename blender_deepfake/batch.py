@@ -232,7 +232,8 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--strip", required=True, help="the strip's name")
     sw.add_argument("--model", required=True, help="a model folder made by Train")
     sw.add_argument("--mode", choices=("composite", "overlay"), default="composite")
-    sw.add_argument("--color", choices=("mean-std", "histogram", "seamless", "none"), default="mean-std")
+    sw.add_argument("--color", choices=("mean-std", "histogram", "seamless", "none"), default="mean-std",
+                    help="colour transfer (core.color_transfers; a test holds the two lists equal)")
     sw.add_argument("--existing", choices=("replace", "new"), default="replace",
                     help="when the strip was swapped before with another model, iteration or settings: replace "
                          "that result (default) or keep it and write a new one")

@@ -76,6 +76,7 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
     swap_format: EnumProperty(name="Format", default="png", items=[
         ("png", "PNG", "8-bit PNG frames"),
         ("exr", "EXR", "Float frames (for float / linear sources)")])
+    # core.color_transfers.COLOR_TRANSFERS, repeated (the add-on cannot import core; a test holds them equal)
     color: EnumProperty(name="Color", default="mean-std", items=[
         ("mean-std", "Mean / Std", "Match mean and spread in Lab inside the mask"),
         ("histogram", "Histogram", "Match histograms"),

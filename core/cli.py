@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
 from core.device import DEVICES
 from core.errors import DeepfakeError
 from core.events import Events
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="composite: full frames; overlay: an RGBA face layer for Alpha Over above the source")
     sw.add_argument("--format", choices=["png", "exr", "mp4"], default="png")
     sw.add_argument("--bit-depth", type=int, choices=[8, 16], default=8, help="PNG bit depth")
-    sw.add_argument("--color", choices=["none", "mean-std", "histogram", "seamless"], default="mean-std")
+    sw.add_argument("--color", choices=list(COLOR_TRANSFERS), default=DEFAULT_COLOR)
     sw.add_argument("--smooth", type=number(float, 0.0, 10.0), default=1.0, help="temporal smoothing strength, 0..10 (0: off)")
     sw.add_argument("--erode", type=number(float, 0.0, 0.5), default=0.03, help="mask erosion, as a share of the face width (0..0.5)")
     sw.add_argument("--blur", type=number(float, 0.0, 1.0), default=0.08, help="mask feather, as a share of the face width (0..1)")
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     fj.add_argument("--chunk-size", type=COUNT, default=50, help="frames per farm task (each adds a pre-roll)")
     fj.add_argument("--aligner", choices=["auto", "fan", "dlib"], default="auto")
     _device_options(fj)
-    fj.add_argument("--color", choices=["none", "mean-std", "histogram", "seamless"], default="mean-std")
+    fj.add_argument("--color", choices=list(COLOR_TRANSFERS), default=DEFAULT_COLOR)
     fj.add_argument("--colorspace", default="sRGB", help="the source's colourspace")
     fj.add_argument("--yuv", choices=("accurate", "fast"), default="accurate")
     fj.add_argument("--ocio-config", default="", help="an OCIO config the workers can read (default: the core's own)")

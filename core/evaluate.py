@@ -121,6 +121,7 @@ import numpy as np
 
 from core import blend, swap_output
 from core.color import to_display_uint8
+from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
 from core.errors import DeepfakeError, MediaError
 from core.events import Events
 from core.faces.align import alignment_matrix, transform_points
@@ -390,7 +391,7 @@ def model_resolution(record: dict[str, Any]) -> tuple[int | None, str]:
         return None, f"the swap's model cannot be read ({exc})"
 
 
-def paste_face(frame: np.ndarray, landmarks: np.ndarray, face: np.ndarray, color: str = "mean-std",
+def paste_face(frame: np.ndarray, landmarks: np.ndarray, face: np.ndarray, color: str = DEFAULT_COLOR,
                erode: float = blend.DEFAULT_ERODE, blur: float = blend.DEFAULT_BLUR) -> np.ndarray:
     """`face` (an aligned crop, float RGB in [0, 1]) pasted onto a uint8 frame at the face with
     these landmarks, as the swap pastes its output: the same alignment, hull mask, colour transfer
@@ -402,8 +403,7 @@ def paste_face(frame: np.ndarray, landmarks: np.ndarray, face: np.ndarray, color
     mask = blend.face_mask(transform_points(landmarks, matrix), size, erode=erode, blur=blur)
     if not mask.any():
         return frame.copy()
-    if color in ("mean-std", "histogram", "seamless"):
-        face = blend.transfer_color("histogram" if color == "histogram" else "mean-std", face, crop, mask)
+    face = blend.transfer_color(COLOR_TRANSFERS[color].control_crop, face, crop, mask)
     face_frame = blend.warp_to_footprint(np.ascontiguousarray(face, dtype=np.float32), matrix, box)
     return blend.composite(frame, np.clip(face_frame, 0, 1), blend.mask_to_frame(mask, matrix, box), box=box)
 
@@ -606,8 +606,8 @@ class ClipEvaluator:
         self.views = tuple(v for v in VIEWS if v != "resolution" or self.resolution is not None)
         self.aligner = DlibAligner(threads=2)
         self.describer = FaceDescriber()
-        colour = self.record.get("color", "mean-std")
-        self.control_color = colour if colour in ("none", "mean-std", "histogram") else "mean-std"
+        colour = self.record.get("color", DEFAULT_COLOR)
+        self.control_color = colour if colour in COLOR_TRANSFERS else DEFAULT_COLOR
         self.erode = float(self.record.get("erode", blend.DEFAULT_ERODE))
         self.blur = float(self.record.get("blur", blend.DEFAULT_BLUR))
         self.frames = pairing.frames

@@ -25,6 +25,7 @@ import torch
 
 from core import blend, outputs, swap_output, temporal
 from core.color import ColorConverter, frame_to_network, get_converter, to_display_uint8
+from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
 from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
@@ -54,7 +55,7 @@ class SwapSettings:
     mode: Literal["composite", "overlay"] = "composite"
     format: Literal["png", "exr", "mp4"] = "png"
     bit_depth: int = 8
-    color: Literal["none", "mean-std", "histogram", "seamless"] = "mean-std"
+    color: str = DEFAULT_COLOR  # a name of core.color_transfers.COLOR_TRANSFERS
     smooth: float = 1.0
     erode: float = 0.03
     blur: float = 0.08
@@ -91,7 +92,9 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
         raise DeepfakeError(f"--format mp4 writes a file: --out should end in .mp4, not {out.name}")
     if settings.format == "mp4" and settings.mode == "overlay":
         raise DeepfakeError("overlay needs an alpha channel: use --format png or exr")
-    if settings.color == "seamless" and settings.format == "exr":
+    if settings.color not in COLOR_TRANSFERS:
+        raise DeepfakeError(f"unknown colour transfer {settings.color!r}: one of {', '.join(COLOR_TRANSFERS)}")
+    if COLOR_TRANSFERS[settings.color].poisson and settings.format == "exr":
         raise DeepfakeError("--color seamless works on 8-bit frames only: use mean-std for EXR")
     if settings.format == "mp4" and settings.bit_depth != 8:
         raise DeepfakeError("--bit-depth applies to PNG frames; an H.264 movie is 8-bit")
@@ -241,11 +244,12 @@ class Swapper:
         if not mask.any():  # eroded away (a large --erode / --blur, a tiny face): nothing to paint
             self.flag(item.index, "empty_mask")
             return self._unchanged(item.frame)
-        if s.color == "mean-std":
+        transfer = COLOR_TRANSFERS[s.color]
+        if transfer.crop == "mean-std":  # against the track's time-smoothed statistics
             target = stats(item.tracked.track_id, item.index, blend.lab_stats(item.crop, mask))
             face = blend.transfer_color("mean-std", face, item.crop, mask, stats_override=target)
-        elif s.color == "histogram":
-            face = blend.transfer_color("histogram", face, item.crop, mask)
+        elif transfer.crop != "none":
+            face = blend.transfer_color(transfer.crop, face, item.crop, mask)
         face_net = blend.warp_to_footprint(face, item.matrix, item.box)
         mask_frame = blend.mask_to_frame(mask, item.matrix, item.box)
         if s.mode == "overlay" and self.encode_display:  # an sRGB layer over a linear plate; the sink sets the depth
@@ -254,7 +258,7 @@ class Swapper:
         if s.mode == "overlay":
             dtype = item.frame.dtype if s.format == "png" else np.float32
             return blend.overlay_rgba(face_src, mask_frame, dtype, box=item.box, frame_shape=item.frame.shape)
-        if s.color == "seamless":
+        if transfer.poisson:
             return blend.seamless_clone(item.frame, face_src, mask_frame, box=item.box)
         return self._encoded(blend.composite(item.frame, face_src, mask_frame, box=item.box))
 
@@ -274,7 +278,8 @@ class Swapper:
         s = self.settings
         with open_source(self.input_path, start=s.start, count=s.count, yuv=s.yuv) as probe:
             info = probe.info
-            dtype = next(iter(probe))[1].dtype if s.color == "seamless" else np.dtype(np.uint8)
+            poisson = s.color in COLOR_TRANSFERS and COLOR_TRANSFERS[s.color].poisson
+            dtype = next(iter(probe))[1].dtype if poisson else np.dtype(np.uint8)
         check_output(self.out, self.input_path, s)
         if dtype != np.uint8:  # before anything is written
             raise DeepfakeError(f"--color seamless works on 8-bit frames only; these are {dtype} "
@@ -480,7 +485,7 @@ class Swapper:
                     item.tracked = None
             items.append(item)
         # A pre-roll frame needs the model only for the colour statistics it feeds the smoother.
-        use = [it.tracked is not None and (it.index in self.writing or self.settings.color == "mean-std")
+        use = [it.tracked is not None and (it.index in self.writing or COLOR_TRANSFERS[self.settings.color].crop == "mean-std")
                for it in items]
         needed = [it for it, u in zip(items, use) if u]
         rgb, learned = self._infer(needed) if needed else (None, None)

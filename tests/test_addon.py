@@ -222,6 +222,21 @@ def test_version_shims(scene, addon):
         assert type(addon).bl_rna.properties["work_folder"].is_path_supports_blend_relative
 
 
+def test_the_colour_menu_and_batch_options_are_the_cores_transfers(addon):
+    """The add-on cannot import core (DESIGN.md), so its Color menu and the batch script's --color
+    repeat the core's registry; this is where they are held equal."""
+    from blender_deepfake import batch
+    from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
+
+    prop = bpy.types.Scene.bl_rna.properties["deepfake"].fixed_type.bl_rna.properties["color"]
+    items = [(i.identifier, i.name, i.description) for i in prop.enum_items]
+    assert items == [(t.name, t.label, t.description) for t in COLOR_TRANSFERS.values()]
+    assert prop.default == DEFAULT_COLOR
+    option = next(a for a in batch.parser()._subparsers._group_actions[0].choices["swap"]._actions
+                  if a.dest == "color")
+    assert list(option.choices) == list(COLOR_TRANSFERS) and option.default == DEFAULT_COLOR
+
+
 class _Layout:
     """Records what a draw() asks for: every icon, and every property it shows must exist."""
 

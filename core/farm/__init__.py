@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import swap_output
+from core.color_transfers import DEFAULT_COLOR
 from core.atomic import write_atomic
 from core.errors import DeepfakeError
 from core.media import open_source
@@ -46,7 +47,7 @@ class ShotJob:
     core_python: str = sys.executable
     aligner: str = "auto"
     device: str = "auto"
-    color: str = "mean-std"
+    color: str = DEFAULT_COLOR
     colorspace: str = "sRGB"
     yuv: str = "accurate"
     ocio_config: str = ""
