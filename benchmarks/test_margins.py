@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from core.events import Events
 from core.model import PRESETS, build_model, load_model
-from core.train import TrainSettings, rebuild_ssim, train
+from core.losses import rebuild_ssim
+from core.train import TrainSettings, train
 from core.train_data import load_identity
 from core.evaluate import evaluate_model
 a, b, seed, out = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])

@@ -21,7 +21,8 @@ VIDEO = ROOT.parent / "shared" / "faces" / "video"
 
 from core.events import Events  # noqa: E402
 from core.model import build_model, load_model  # noqa: E402
-from core.train import TrainSettings, rebuild_ssim, train  # noqa: E402
+from core.losses import rebuild_ssim
+from core.train import TrainSettings, train  # noqa: E402
 from core.train_data import load_identity  # noqa: E402
 
 

@@ -15,7 +15,7 @@ re-detected in the view, the same regions, the same formulas):
   mean something only where they beat the control's, and its expression figures only where they
   follow the source where the control cannot. This is the floor.
 - **resolution**: the *resolution control*, the source's own face through the model's
-  resolution: its aligned crop (the swap's alignment and `swap.CROP` size) brought down to the
+  resolution: its aligned crop (the swap's alignment and `faces.align.CROP` size) brought down to the
   model's R px with INTER_AREA and back up with INTER_CUBIC, as the swap resizes into and out of
   the network, then pasted through the same hull mask, erosion and feather (`paste_face`; no
   colour transfer: it is the source's own colour). What a perfect R px model would give, so
@@ -310,10 +310,11 @@ def pair_frames(source: str | Path, swapped: str | Path, start: int | None = Non
 
 @lru_cache(maxsize=8)
 def _faceset_descriptor(folder: str, mtime: float) -> tuple[float, ...]:
-    from core.faces.identity import FaceDescriber, faceset_descriptor
+    from core.faces.identity import FaceDescriber
+    from core.faceset import descriptor
 
     try:
-        return tuple(faceset_descriptor(Path(folder), FaceDescriber()))
+        return tuple(descriptor(Path(folder), FaceDescriber()))
     except ValueError as exc:
         raise DeepfakeError(str(exc)) from None
 
@@ -581,7 +582,7 @@ class ClipEvaluator:
                  events: Events):
         from core.faces.dlib_backend import DlibAligner
         from core.faces.identity import FaceDescriber
-        from core.swap import CROP
+        from core.faces.align import CROP
 
         self.pairing, self.settings, self.events = pairing, settings, events
         self.record = swap_record(pairing.swapped)
@@ -833,7 +834,7 @@ def evaluate_clip(source: str | Path, swapped: str | Path, faceset_a: str | Path
 
 def rebuild_psnr(model: Any, data: Any, identity: str, device: str = "cpu", batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Per-face PSNR (dB, inside the face hull) of faces rebuilt through their own decoder, and the
-    rebuilt faces (uint8). PSNR is over the hull only, like `train.rebuild_ssim`: the decoder
+    rebuilt faces (uint8). PSNR is over the hull only, like `losses.rebuild_ssim`: the decoder
     is not trained on the background, which the swap never shows."""
     import torch
 
@@ -855,13 +856,13 @@ def rebuild_psnr(model: Any, data: Any, identity: str, device: str = "cpu", batc
 def evaluate_model(model_dir: str | Path, facesets_a: list[Path] | None = None, facesets_b: list[Path] | None = None,
                    events: Events | None = None, device: str = "cpu", worst: int = WORST) -> dict[str, Any]:
     """Rebuild quality on the faces the model's training held out (its own --holdout split):
-    SSIM (`train.rebuild_ssim`) and PSNR inside the face hull, per identity, beside the same
+    SSIM (`losses.rebuild_ssim`) and PSNR inside the face hull, per identity, beside the same
     figures for the untrained model of the same preset and seed (the control: what the
     architecture gives before learning anything)."""
     import torch
 
     from core.model import build_model, load_model
-    from core.train import rebuild_ssim
+    from core.losses import rebuild_ssim
     from core.train_data import load_identity
 
     events = events or Events(jsonl=False)

@@ -22,7 +22,7 @@ from core.errors import DeepfakeError, FacesetError
 from core.events import Events
 from core.faces.align import alignment_matrix, blur_measure, warp_face
 from core.faces.base import Face, FaceAligner
-from core.media import open_source
+from core.media import open_source, source_fingerprint
 from core.outputs import disk_full, ensure_free_space, folder_lock, is_disk_full, remove_stale_temps
 
 # How often the alignments are saved while extracting: what a kill -9 can lose at most. Tests
@@ -41,19 +41,6 @@ class ExtractSettings:
     count: int | None = None
     batch: int = 8
     force: bool = False
-
-
-def source_fingerprint(info: Any) -> dict[str, Any]:
-    """What identifies the source: path, size and mtime (summed / latest over an image folder)."""
-    path = Path(info.path)
-    if path.is_dir():
-        stats = [p.stat() for p in path.iterdir() if p.is_file()]
-        size, mtime = sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)
-    else:
-        stat = path.stat()
-        size, mtime = stat.st_size, stat.st_mtime
-    return {"path": str(path.resolve()), "kind": info.kind, "size": size, "mtime": mtime, "fps": info.fps,
-            "width": info.width, "height": info.height, "frame_count": info.frame_count}
 
 
 def prepare_output(out: Path, source_path: Path) -> None:

@@ -6,17 +6,23 @@ a faceset that loads and resumes. Plain JSON and PNG: safe to open whoever made 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from core.atomic import write_atomic
 from core.errors import FacesetError
+from core.faces.align import transform_points
+
+if TYPE_CHECKING:
+    from core.faces.identity import FaceDescriber
 
 FORMAT = "blender-deepfake-faceset"
 VERSION = 1
@@ -178,3 +184,48 @@ def clear(folder: Path) -> None:
     """Remove a faceset's own files (alignments and crops), nothing else in the folder."""
     (folder / ALIGNMENTS).unlink(missing_ok=True)
     shutil.rmtree(folder / CROPS, ignore_errors=True)
+
+
+# -- the person a faceset shows: its mean face descriptor (core.faces.identity) ------------------------
+def descriptor(folder: Path, describer: FaceDescriber, max_faces: int = 40) -> np.ndarray:
+    """Mean descriptor of up to `max_faces` faces spread over the faceset."""
+    faceset = Faceset.load(folder)
+    faces = faceset.faces()
+    if not faces:
+        raise FacesetError(f"{folder} holds no faces")
+    pick = np.linspace(0, len(faces) - 1, min(max_faces, len(faces))).round().astype(int)
+    descriptors = []
+    for i in pick:
+        _, face = faces[i]
+        crop = read_crop(folder / face.file)
+        descriptors.append(describer.describe(crop, transform_points(face.landmarks, face.matrix)))
+    return np.mean(descriptors, axis=0)
+
+
+def cache_folder() -> Path:
+    """The user's cache for derived data ($DEEPFAKE_CACHE, else $XDG_CACHE_HOME or ~/.cache):
+    never a model folder, which a farm or a shipped model keeps read-only."""
+    if os.environ.get("DEEPFAKE_CACHE"):
+        return Path(os.environ["DEEPFAKE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blender-deepfake"
+
+
+def cached_descriptor(folder: Path, describer: FaceDescriber) -> np.ndarray:
+    """`descriptor`, cached per faceset state (path, size and mtime of its alignments):
+    a re-extracted faceset gets a new entry. A cache that cannot be written is skipped."""
+    stat = (Path(folder) / ALIGNMENTS).stat()
+    key = hashlib.sha256(json.dumps([str(Path(folder).resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()
+    path = cache_folder() / "descriptors" / f"{key[:32]}.json"
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached, list) and len(cached) == 128 and all(isinstance(v, float) for v in cached):
+            return np.asarray(cached)
+    except (OSError, ValueError):
+        pass
+    value = descriptor(folder, describer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(value.tolist()).encode(), durable=False)
+    except OSError:
+        pass
+    return value

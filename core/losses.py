@@ -7,8 +7,15 @@ pixels alone. The mask channel learns the landmark hull.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from core.model import FaceSwapModel
+    from core.train_data import IdentityFaces
 
 BACKGROUND_WEIGHT = 0.1
 SSIM_WINDOW = 11
@@ -61,3 +68,18 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch
 
 def mask_loss(pred_mask: torch.Tensor, hull: torch.Tensor) -> torch.Tensor:
     return (pred_mask.float() - hull.float()).abs().mean()
+
+
+def rebuild_ssim(model: FaceSwapModel, data: IdentityFaces, identity: str, device: str = "cpu",
+                 batch: int = 32) -> float:
+    """Mean SSIM of faces rebuilt through their own decoder, inside the face hull."""
+    model.eval()
+    scores = []
+    for start in range(0, len(data), batch):
+        idx = np.arange(start, min(start + batch, len(data)))
+        x = torch.from_numpy(data.faces[idx]).to(device).permute(0, 3, 1, 2).float() / 255
+        hull = torch.from_numpy(data.hull[idx]).to(device).float().unsqueeze(1)
+        rgb, _ = model(x, identity)
+        s = ssim_map(rgb, x)
+        scores.append(((s * hull).sum(dim=(1, 2, 3)) / hull.sum(dim=(1, 2, 3)).clamp_min(1)).cpu())
+    return float(torch.cat(scores).mean())

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Literal, Union
+from typing import Any, Iterator, Literal, Union
 
 import av
 import av.error
@@ -421,3 +421,16 @@ class ImageSequenceSource:
 
 
 FrameSource = Union[MovieSource, ImageSequenceSource]
+
+
+def source_fingerprint(info: SourceInfo) -> dict[str, Any]:
+    """What identifies the source: path, size and mtime (summed / latest over an image folder)."""
+    path = Path(info.path)
+    if path.is_dir():
+        stats = [p.stat() for p in path.iterdir() if p.is_file()]
+        size, mtime = sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)
+    else:
+        stat = path.stat()
+        size, mtime = stat.st_size, stat.st_mtime
+    return {"path": str(path.resolve()), "kind": info.kind, "size": size, "mtime": mtime, "fps": info.fps,
+            "width": info.width, "height": info.height, "frame_count": info.frame_count}

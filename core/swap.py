@@ -29,18 +29,16 @@ from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
 from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
-from core.extract import source_fingerprint
-from core.faces.align import alignment_matrix, transform_points
+from core.faces.align import CROP, alignment_matrix, transform_points
 from core.faces.base import Face
-from core.faces.identity import SAME_PERSON, FaceDescriber, cached_faceset_descriptor, distance
-from core.faceset import Faceset
-from core.media import open_source
+from core.faces.identity import SAME_PERSON, FaceDescriber, distance
+from core.faceset import Faceset, cached_descriptor
+from core.media import open_source, source_fingerprint
 from core.model import load_model
 from core.provenance import LabelSettings, Labeller, sequence
 from core.sinks import AudioSpan, open_sink
 from core.temporal import FaceTracker, StatsSmoother, TrackedFace
 
-CROP = 256  # crops are aligned at this size, then resized to the model's resolution
 LOW_SCORE = 0.5
 DESCRIBE_EVERY = 10  # frames between identity checks of a lone face
 RECORDS_WAIT = 60.0  # seconds a chunk waits for another to finish updating the shot's records
@@ -145,7 +143,7 @@ class Swapper:
             self.events.warning("the facesets this model was trained on are gone; picking the largest face instead")
             self.describer = None
             return
-        self.identity = np.mean([cached_faceset_descriptor(f, self.describer) for f in folders], axis=0)
+        self.identity = np.mean([cached_descriptor(f, self.describer) for f in folders], axis=0)
 
     def _alignments(self, info: Any) -> Faceset | None:
         if self.settings.alignments is None:

@@ -32,7 +32,7 @@ from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
 from core.atomic import write_atomic
-from core.losses import mask_loss, reconstruction_loss, ssim_map, weight_map
+from core.losses import mask_loss, reconstruction_loss, weight_map
 from core.model import (LAYOUTS, PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights,
                         load_model, param_count, save_model)
 from core.recipe import DEFAULT as DEFAULT_RECIPE, V1, Recipe
@@ -458,21 +458,6 @@ class Trainer:
 
 
 @torch.no_grad()
-def rebuild_ssim(model: FaceSwapModel, data: IdentityFaces, identity: str, device: str = "cpu",
-                 batch: int = 32) -> float:
-    """Mean SSIM of faces rebuilt through their own decoder, inside the face hull."""
-    model.eval()
-    scores = []
-    for start in range(0, len(data), batch):
-        idx = np.arange(start, min(start + batch, len(data)))
-        x = torch.from_numpy(data.faces[idx]).to(device).permute(0, 3, 1, 2).float() / 255
-        hull = torch.from_numpy(data.hull[idx]).to(device).float().unsqueeze(1)
-        rgb, _ = model(x, identity)
-        s = ssim_map(rgb, x)
-        scores.append(((s * hull).sum(dim=(1, 2, 3)) / hull.sum(dim=(1, 2, 3)).clamp_min(1)).cpu())
-    return float(torch.cat(scores).mean())
-
-
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype of a precision setting on a device (None: plain fp32)."""
     if precision not in ("auto", "fp32", "bf16"):

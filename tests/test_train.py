@@ -16,7 +16,8 @@ from conftest import ROOT, VIDEO, events_of, run_cli
 from core.errors import DeepfakeError, FacesetError
 from core.events import Events
 from core.model import build_model, load_model
-from core.train import TrainSettings, rebuild_ssim, train
+from core.losses import rebuild_ssim
+from core.train import TrainSettings, train
 from core.train_data import load_identity
 
 QUIET = Events(jsonl=True, out=open(os.devnull, "w"))

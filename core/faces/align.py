@@ -17,6 +17,9 @@ import numpy as np
 from core.faces.landmarks68 import NON_JAW
 
 TEMPLATE_FILE = Path(__file__).with_name("mean_face.json")
+CROP = 256
+"""The swap aligns faces at this size, then resizes them to the model's resolution (the evaluation's
+resolution control uses the same)."""
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,6 @@ from core.atomic import write_atomic
 from core.errors import DeepfakeError
 from core.provenance import Labeller, plain, sequence
 from core.provenance.plain import PNG_SIGNATURE
-from core.sinks import write_exr
 
 IMAGES = (".png", ".jpg", ".jpeg", ".exr")
 MOVIES = (".mp4", ".m4v", ".mov")
