@@ -334,16 +334,12 @@ def mean_face(folder: Path, max_crops: int = MEAN_FACE_CROPS) -> np.ndarray:
     The crops are aligned to one template, so their mean is a (blurry) face in the same pose,
     which is what the control pastes: the person's colouring, glasses and face shape, no model.
     """
-    faceset = Faceset.load(folder)
-    faces = faceset.faces()
-    if not faces:
-        raise DeepfakeError(f"{folder} holds no faces")
-    pick = np.linspace(0, len(faces) - 1, min(max_crops, len(faces))).round().astype(int)
+    picked = Faceset.load(folder).spread_faces(max_crops)
     total = None
-    for i in pick:
-        crop = read_crop(Path(folder) / faces[i][1].file).astype(np.float64)
+    for _, face in picked:
+        crop = read_crop(Path(folder) / face.file).astype(np.float64)
         total = crop if total is None else total + crop
-    return (total / len(pick) / 255.0).astype(np.float32)
+    return (total / len(picked) / 255.0).astype(np.float32)
 
 
 def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int

@@ -75,6 +75,14 @@ class Faceset:
         """Every face, in frame order."""
         return [(frame, face) for frame in sorted(self.frames) for face in self.frames[frame]]
 
+    def spread_faces(self, n: int) -> list[tuple[int, FaceRecord]]:
+        """Up to `n` faces spread evenly over the faceset (its person's look across the clip, not
+        one moment's), in frame order; a faceset without faces is refused."""
+        faces = self.faces()
+        if not faces:
+            raise FacesetError(f"{self.folder} holds no faces")
+        return [faces[i] for i in np.linspace(0, len(faces) - 1, min(n, len(faces))).round().astype(int)]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -189,14 +197,8 @@ def clear(folder: Path) -> None:
 # -- the person a faceset shows: its mean face descriptor (core.faces.identity) ------------------------
 def descriptor(folder: Path, describer: FaceDescriber, max_faces: int = 40) -> np.ndarray:
     """Mean descriptor of up to `max_faces` faces spread over the faceset."""
-    faceset = Faceset.load(folder)
-    faces = faceset.faces()
-    if not faces:
-        raise FacesetError(f"{folder} holds no faces")
-    pick = np.linspace(0, len(faces) - 1, min(max_faces, len(faces))).round().astype(int)
     descriptors = []
-    for i in pick:
-        _, face = faces[i]
+    for _, face in Faceset.load(folder).spread_faces(max_faces):
         crop = read_crop(folder / face.file)
         descriptors.append(describer.describe(crop, transform_points(face.landmarks, face.matrix)))
     return np.mean(descriptors, axis=0)
