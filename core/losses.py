@@ -70,6 +70,7 @@ def mask_loss(pred_mask: torch.Tensor, hull: torch.Tensor) -> torch.Tensor:
     return (pred_mask.float() - hull.float()).abs().mean()
 
 
+@torch.no_grad()
 def rebuild_ssim(model: FaceSwapModel, data: IdentityFaces, identity: str, device: str = "cpu",
                  batch: int = 32) -> float:
     """Mean SSIM of faces rebuilt through their own decoder, inside the face hull."""

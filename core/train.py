@@ -457,7 +457,6 @@ class Trainer:
         write_atomic(self.settings.model_dir / "preview.png", png.tobytes())
 
 
-@torch.no_grad()
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype of a precision setting on a device (None: plain fp32)."""
     if precision not in ("auto", "fp32", "bf16"):
