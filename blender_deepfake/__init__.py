@@ -6,15 +6,22 @@ point at them), and unregistered in reverse, so register/unregister can run repe
 """
 from __future__ import annotations
 
-from . import jobs, ops, prefs, props, render_label, ui, vse  # noqa: F401  (vse and jobs: imported for reloads)
+# The bpy modules are imported by register(), not here: `blender_deepfake.jobs`, `.evaluation` and
+# `.core_record` need no bpy and import (and are tested) without it.
 
-classes: tuple[type, ...] = (*props.classes, *prefs.classes, *ops.classes, *ui.classes)
+
+def _classes() -> tuple[type, ...]:
+    from . import ops, prefs, props, ui
+
+    return (*props.classes, *prefs.classes, *ops.classes, *ui.classes)
 
 
 def register() -> None:
     import bpy
 
-    for cls in classes:
+    from . import ops, props, render_label
+
+    for cls in _classes():
         bpy.utils.register_class(cls)
     props.register_props()
     ops.register_handlers()
@@ -24,9 +31,11 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
+    from . import jobs, ops, props, render_label
+
     jobs.kill_all()
     ops.unregister_handlers()
     render_label.unregister_handlers()
     props.unregister_props()
-    for cls in reversed(classes):
+    for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 KEPT = ("identity_retrieval", "landmark_error", "jitter", "flicker", "seam", "untouched_changed")
 
 
@@ -25,16 +24,16 @@ def report_folder(work_folder: Path, swap_out: Path) -> Path:
 
 def evaluate_args(source: Path, swapped: Path, first: int, count: int, reports: Path) -> list[Any]:
     """Arguments of `deepfake evaluate` for one swap. Facesets A and B default to those the
-    swap's model was trained on (core.evaluate.trained_facesets), the YUV decode to the swap's."""
-    return ["--source", source, "--swapped", swapped, "--start", first, "--count", count,
-            "--json", reports / REPORT_JSON, "--html", reports / REPORT_HTML]
+    swap's model was trained on, the YUV decode to the swap's; the core names the report files
+    in `reports` and says where they are in its result."""
+    return ["--source", source, "--swapped", swapped, "--start", first, "--count", count, "--report", reports]
 
 
-def compact_summary(report_json: Path) -> str:
-    """The part of report.json the panel draws, as a JSON string for a StringProperty."""
-    report = json.loads(report_json.read_text())
-    summary = report.get("summary", {})
-    return json.dumps({"target": report.get("target", "b"), "counts": report.get("counts", {}),
+def compact_summary(result: dict[str, Any]) -> str:
+    """The part of the evaluation's `result` event the panel draws, as a JSON string for a
+    StringProperty."""
+    summary = result.get("summary") or {}
+    return json.dumps({"target": result.get("target") or "b", "counts": result.get("counts") or {},
                        "summary": {k: summary[k] for k in KEPT if k in summary}})
 
 

@@ -28,6 +28,7 @@ CANCEL_GRACE_S = 10.0
 
 _live: set["Job"] = set()
 _live_lock = threading.Lock()
+_started: list["Job"] = []  # the last job started, for tests and diagnostics (the handle is the operator's)
 
 
 def core_command(python: str, step: str, args: Sequence[str | os.PathLike]) -> list[str]:
@@ -52,7 +53,7 @@ def core_env(core_path: str = "", offline: bool = False) -> dict[str, str]:
 
 
 def check_interpreter(python: str, core_path: str = "", timeout: float = 60.0) -> tuple[bool, str]:
-    """Run `<python> -c "import core"` (plus what core needs) and say what is missing.
+    """Run `<python> -m core doctor` (the core's own list of what it imports) and say what is missing.
 
     The check runs from the filesystem root so a `core` folder in Blender's working directory
     cannot make it pass by accident.
@@ -61,32 +62,20 @@ def check_interpreter(python: str, core_path: str = "", timeout: float = 60.0) -
         return False, "no core interpreter set"
     if not Path(python).is_file():
         return False, f"core interpreter not found: {python}"
-    code = ("import importlib.util as u, json\n"
-            "missing = [m for m in ('core', 'torch', 'cv2', 'dlib', 'av', 'safetensors', 'PyOpenColorIO') "
-            "if u.find_spec(m) is None]\n"
-            "print(json.dumps(missing), flush=True)\n"
-            "import core, torch\n"
-            "from core.device import choose_device\n"
-            "print(json.dumps([torch.__version__, *choose_device('auto')]))\n")
     try:
-        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
+        done = subprocess.run(core_command(python, "doctor", []), capture_output=True, text=True, timeout=timeout,
                               env=core_env(core_path), cwd=os.path.abspath(os.sep))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"core interpreter {python} did not run: {exc}"
-    try:
-        missing = json.loads(done.stdout.strip().splitlines()[0])
-    except (IndexError, ValueError):
-        missing = None
-    if missing:
-        return False, f"{python} lacks: {', '.join(missing)}"
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return False, f"{python} cannot import core: {tail}"
-    try:
-        torch_version, device, _ = json.loads(done.stdout.strip().splitlines()[1])
-    except (IndexError, ValueError):
-        return True, f"{python}: core and its dependencies import"
-    return True, f"{python}: core and its dependencies import; torch {torch_version}, device auto: {device}"
+    for line in done.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "result":
+            return bool(event.get("ok")), str(event.get("message", ""))
+    tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return False, f"{python} cannot import core: {tail}"
 
 
 @dataclass
@@ -101,7 +90,12 @@ class JobState:
     loss_a: float | None = None
     loss_b: float | None = None
     message: str = ""
+    logs: list[str] = field(default_factory=list)
+    """Log lines not yet shown (the runner drains them into reports)."""
     warnings: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+    """The latest path of each image the core announced (kind -> path: "preview")."""
+    image_serial: int = 0
     flags: list[tuple[int, str]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -126,6 +120,8 @@ class JobState:
             parts.append(f"loss A {self.loss_a:.4f}" + (f" B {self.loss_b:.4f}" if self.loss_b is not None else ""))
         if self.error:
             parts.append(self.error)
+        elif self.message and not self.finished:
+            parts.append(self.message)
         return ", ".join(parts)
 
 
@@ -150,6 +146,7 @@ class Job:
                                      text=True, bufsize=1, env=env, cwd=cwd)
         with _live_lock:
             _live.add(self)
+            _started[:] = [self]
         self.state.status = "running"
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -193,11 +190,17 @@ class Job:
             self._settle()
         return self.state
 
-    def wait(self, tick: float = 0.1) -> JobState:
-        """Block until the job ends (background mode); Ctrl-C cancels the child and still waits."""
+    def wait(self, tick: float = 0.1, timeout: float | None = None) -> JobState:
+        """Block until the job ends (background mode); Ctrl-C cancels the child and still waits.
+        Past `timeout` seconds the child is killed and the job fails saying so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self.poll(timeout=tick).finished:
-                pass
+                if deadline is not None and time.monotonic() > deadline:
+                    self.kill()
+                    self.poll(timeout=tick)
+                    self.state.status, self.state.error = "failed", f"core {self.state.step} took over {timeout:g} s"
+                    break
         except KeyboardInterrupt:
             self.cancel()
             while not self.poll(timeout=tick).finished:
@@ -248,8 +251,13 @@ class Job:
             s.loss_a, s.loss_b = event.get("loss_a", s.loss_a), event.get("loss_b", s.loss_b)
         elif kind == "log":
             s.message = str(event.get("message", ""))
+            s.logs.append(s.message)
+            del s.logs[:-50]
         elif kind == "warning":
             s.warnings.append(str(event.get("message", "")))
+        elif kind == "image":
+            s.images[str(event.get("kind", "image"))] = str(event.get("path", ""))
+            s.image_serial += 1
         elif kind == "flag":
             s.flags.append((int(event["frame"]), str(event.get("reason", "flagged"))))
         elif kind == "result":
@@ -276,6 +284,11 @@ class Job:
 def running_jobs() -> list[Job]:
     with _live_lock:
         return [job for job in _live if job.proc.poll() is None]
+
+
+def last_job() -> Job | None:
+    with _live_lock:
+        return _started[0] if _started else None
 
 
 def kill_all() -> None:

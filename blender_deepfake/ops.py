@@ -1,57 +1,22 @@
 """Operators: Extract, Train, Swap, Evaluate, Cancel (and small faceset-list and report helpers).
 
 Each step operator is a thin command builder: `plan()` checks the input and returns the core
-commands to run plus what to do with each result; `_JobOperator` hands them to one `jobs.Job`
-at a time, blocking in background mode (modal operators and timers never run there) and modal
-with a timer in the UI. Nothing in the .blend changes before a command succeeded, so bad input,
-a failure or a cancel leaves the timeline as it was.
+commands to run plus what to do with each result; `runner.JobOperator` runs them (blocking or
+modal, see runner.py). What the add-on needs to know about the core's files comes from the
+core: the `result` events of its commands and `deepfake inspect`.
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import bpy
 from bpy.props import EnumProperty, IntProperty
 
-from . import evaluation, jobs, prefs, props, vse
-
-
-class UserError(ValueError):
-    """Bad input: reported as an error, nothing changed."""
-
-
-@dataclass
-class Command:
-    argv: list[str]
-    label: str
-    after: Callable[[Any, jobs.JobState], str | None] | None = None
-    """Applied on success, in Blender's main thread; returns an info message or None."""
-    optional: bool = False
-    """A failure or cancel is a warning and keeps what earlier commands did (the evaluation
-    after a swap: the swapped strip is placed and stays)."""
-    step: str = ""
-    """The step the status line names (default: the plan's)."""
-
-
-@dataclass
-class Plan:
-    step: str
-    commands: list[Command]
-    env: dict[str, str]
-    cwd: str
-    watch_image: Path | None = None
-    messages: list[str] = field(default_factory=list)
-
-
-_current: jobs.Job | None = None
-
-
-def current_job() -> jobs.Job | None:
-    return _current if _current is not None and not _current.state.finished else None
+from . import evaluation, jobs, prefs, props, runner, vse
+from .runner import Command, JobOperator, Plan, UserError
 
 
 def _safe_name(name: str) -> str:
@@ -66,142 +31,15 @@ def _core(context: Any) -> prefs.CoreSettings:
     return settings
 
 
-def _set_status(scene: Any, state: jobs.JobState | None, running: bool) -> None:
-    s = scene.deepfake
-    s.job_running = running
-    if state is not None:
-        s.job_progress = state.fraction
-        s.job_status = state.text()
-    for window in getattr(bpy.context.window_manager, "windows", []):
-        for area in window.screen.areas:
-            if area.type == "SEQUENCE_EDITOR":
-                area.tag_redraw()
-
-
-def _refresh_image(path: Path | None, name: str = "Deepfake Preview") -> None:
-    """Load or reload the training preview so an Image Editor shows it as training goes."""
-    if path is None or not path.is_file():
-        return
-    image = bpy.data.images.get(name)
-    if image is None:
-        image = bpy.data.images.load(str(path), check_existing=False)
-        image.name = name
-    elif bpy.path.abspath(image.filepath) != str(path):
-        image.filepath = str(path)
-        image.reload()
-    else:
-        image.reload()
-
-
-class _JobOperator:
-    """Shared execute / modal: one job at a time, blocking in background mode."""
-    _timer: Any = None
-    _plan: Plan | None = None
-    _queue: list[Command]
-    _scene_name: str = ""
-    _preview_mtime: float = 0.0
-
-    def plan(self, context: Any) -> Plan:
-        raise NotImplementedError
-
-    def execute(self, context: Any) -> set[str]:
-        if current_job() is not None:
-            self.report({"ERROR"}, "a deepfake job is running: wait or cancel it first")
-            return {"CANCELLED"}
-        try:
-            plan = self.plan(context)
-        except (UserError, vse.StripError, prefs.SettingsError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self._plan, self._queue, self._scene_name = plan, list(plan.commands), context.scene.name
-        Path(plan.cwd).mkdir(parents=True, exist_ok=True)
-        if bpy.app.background:
-            return self._run_blocking(context)
-        self._start_next(context)
-        self._timer = context.window_manager.event_timer_add(0.25, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    # -- background mode ----------------------------------------------------------------------------
-    def _run_blocking(self, context: Any) -> set[str]:
-        global _current
-        scene = context.scene
-        for command in self._queue:
-            _current = jobs.Job(command.argv, command.step or self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
-            state = _current.wait()
-            _set_status(scene, state, running=False)
-            if not self._finish_command(context, command, state):
-                return {"CANCELLED"}
-        _refresh_image(self._plan.watch_image)
-        return {"FINISHED"}
-
-    # -- UI mode --------------------------------------------------------------------------------------
-    def _start_next(self, context: Any) -> None:
-        global _current
-        command = self._queue[0]
-        _current = jobs.Job(command.argv, command.step or self._plan.step, env=self._plan.env, cwd=self._plan.cwd)
-        _set_status(context.scene, _current.state, running=True)
-
-    def modal(self, context: Any, event: Any) -> set[str]:
-        job = _current
-        if job is None:
-            return self._end(context, {"CANCELLED"})
-        if event.type == "ESC":
-            job.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        state = job.poll()
-        scene = bpy.data.scenes.get(self._scene_name) or context.scene
-        _set_status(scene, state, running=not state.finished)
-        self._watch_preview()
-        while state.warnings:
-            self.report({"WARNING"}, state.warnings.pop(0))
-        if not state.finished:
-            return {"PASS_THROUGH"}
-        command = self._queue.pop(0)
-        if not self._finish_command(context, command, state):
-            return self._end(context, {"CANCELLED"})
-        if self._queue:
-            self._start_next(context)
-            return {"PASS_THROUGH"}
-        _refresh_image(self._plan.watch_image)
-        return self._end(context, {"FINISHED"})
-
-    def _watch_preview(self) -> None:
-        path = self._plan.watch_image if self._plan else None
-        if path is not None and path.is_file() and path.stat().st_mtime != self._preview_mtime:
-            self._preview_mtime = path.stat().st_mtime
-            _refresh_image(path)
-
-    def _end(self, context: Any, result: set[str]) -> set[str]:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        return result
-
-    def cancel(self, context: Any) -> None:
-        """Blender cancels modal operators when it closes the window or loads a file."""
-        if _current is not None:
-            _current.kill()
-        self._end(context, {"CANCELLED"})
-
-    # -- shared ---------------------------------------------------------------------------------------
-    def _finish_command(self, context: Any, command: Command, state: jobs.JobState) -> bool:
-        if state.status != "done":
-            level = {"WARNING"} if state.status == "cancelled" or command.optional else {"ERROR"}
-            self.report(level, f"{command.label}: {state.error or state.status}")
-            return command.optional
-        try:
-            message = command.after(context, state) if command.after else None
-        except (UserError, vse.StripError) as exc:
-            self.report({"WARNING"} if command.optional else {"ERROR"}, f"{command.label}: {exc}")
-            return command.optional
-        self.report({"INFO"}, message or f"{command.label}: done")
-        return True
+def _visible_range(core: prefs.CoreSettings, strip: Any) -> tuple[Path, int, int]:
+    """vse.visible_range with the core's frame order of an image strip's folder (inspect)."""
+    def frame_files(folder: Path) -> list[str]:
+        return list(runner.inspect(core, folder).get("files", []))
+    return vse.visible_range(strip, frame_files)
 
 
 # -- Extract --------------------------------------------------------------------------------------------
-class DEEPFAKE_OT_extract(_JobOperator, bpy.types.Operator):
+class DEEPFAKE_OT_extract(JobOperator, bpy.types.Operator):
     """Find and align the faces in each selected movie or image strip's visible range, into a faceset per strip"""
     bl_idname = "deepfake.extract"
     bl_label = "Extract Faces"
@@ -218,7 +56,7 @@ class DEEPFAKE_OT_extract(_JobOperator, bpy.types.Operator):
         settings = scene.deepfake
         commands = []
         for strip in strips:
-            path, first, count = vse.visible_range(strip)
+            path, first, count = _visible_range(core, strip)
             out = core.work_folder / "facesets" / _safe_name(strip.name)
             argv = jobs.core_command(core.python, "extract", [path, "--out", out, "--start", first, "--count", count,
                                                               "--aligner", settings.aligner, "--device", core.device])
@@ -245,13 +83,13 @@ def _facesets(items: Any, side: str) -> list[Path]:
     paths = [Path(bpy.path.abspath(item.path)) for item in items if item.path]
     if not paths:
         raise UserError(f"add at least one faceset {side}")
-    for path in paths:
-        if not (path / "alignments.json").is_file():
-            raise UserError(f"faceset {side} is not a faceset (no alignments.json): {path}")
+    for path in paths:  # whether it is a faceset, the core's train says
+        if not path.is_dir():
+            raise UserError(f"faceset {side} is not a folder: {path}")
     return paths
 
 
-class DEEPFAKE_OT_train(_JobOperator, bpy.types.Operator):
+class DEEPFAKE_OT_train(JobOperator, bpy.types.Operator):
     """Train (or resume) a model: A is the face in the footage, B the face to put there"""
     bl_idname = "deepfake.train"
     bl_label = "Train Model"
@@ -262,8 +100,6 @@ class DEEPFAKE_OT_train(_JobOperator, bpy.types.Operator):
         facesets_a, facesets_b = _facesets(settings.facesets_a, "A"), _facesets(settings.facesets_b, "B")
         core = _core(context)
         model = model_folder(context, core.work_folder)
-        if model.is_dir() and any(model.iterdir()) and not (model / "config.json").is_file():
-            raise UserError(f"{model} is a folder with files but no model (config.json): choose an empty folder")
         args: list[Any] = []
         for path in facesets_a:
             args += ["--faceset-a", path]
@@ -271,21 +107,21 @@ class DEEPFAKE_OT_train(_JobOperator, bpy.types.Operator):
             args += ["--faceset-b", path]
         args += ["--model", model, "--iterations", settings.iterations, "--preset", settings.preset,
                  "--device", core.device, "--preview-every", max(10, min(250, settings.iterations // 20))]
-        if not (model / "config.json").is_file():  # a new model; an existing one resumes as it was made
-            if settings.init_model:
-                init = Path(bpy.path.abspath(settings.init_model))
-                if not (init / "config.json").is_file():
-                    raise UserError(f"Start From: {init} is not a model folder (no config.json)")
-                args += ["--init", init]
-            if settings.layout != "auto":
-                args += ["--layout", settings.layout]
+        # A new model starts from these; an existing one resumes as it was made (the core refuses
+        # a Start From or Layout that differs from how it was made, and says so).
+        if settings.init_model:
+            init = Path(bpy.path.abspath(settings.init_model))
+            if not init.is_dir():  # whether it holds a model, the core says
+                raise UserError(f"Start From: {init} is not a model folder (it does not exist)")
+            args += ["--init", init]
+        if settings.layout != "auto":
+            args += ["--layout", settings.layout]
         argv = jobs.core_command(core.python, "train", args)
 
         def after(context: Any, state: jobs.JobState) -> str:
             result = state.result or {}
             return f"model {model}: iteration {result.get('iteration', '?')}, loss A {result.get('loss_a', '?')}"
-        return Plan("train", [Command(argv, "Train", after)], core.env(), str(core.work_folder),
-                    watch_image=model / "preview.png")
+        return Plan("train", [Command(argv, "Train", after)], core.env(), str(core.work_folder))
 
 
 # -- Swap -----------------------------------------------------------------------------------------------
@@ -330,23 +166,21 @@ def swap_target(context: Any) -> SwapTarget:
     vse.check_media_strip(strip)
     core = _core(context)
     settings = scene.deepfake
-    model = model_folder(context, core.work_folder)
-    if not (model / "config.json").is_file():
-        raise UserError(f"not a model folder (no config.json): {model}")
-    path, first, count = vse.visible_range(strip)
+    model = model_folder(context, core.work_folder)  # whether it holds a model, the core's swap says
+    path, first, count = _visible_range(core, strip)
     mode, fmt = settings.swap_mode, settings.swap_format
     out = core.work_folder / "swaps" / f"{_safe_name(strip.name)}_{mode}_{fmt}"
     link = props.strip_link(scene, strip)
-    alignments = None
-    if link is not None and link.source == str(path) and (Path(link.faceset) / "alignments.json").is_file():
-        alignments = Path(link.faceset) / "alignments.json"
+    alignments = None  # the strip's faceset: the swap reuses its landmarks
+    if link is not None and link.source == str(path) and Path(link.faceset).is_dir():
+        alignments = Path(link.faceset)
     snapshot = {"name": strip.name, "start": int(strip.frame_final_start),
                 "duration": int(strip.frame_final_duration), "colorspace": vse.strip_colorspace(strip)}
     return SwapTarget(core, settings, strip, path, first, count, mode, fmt, out, model, snapshot,
                       vse.blender_ocio_config(), alignments)
 
 
-class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
+class DEEPFAKE_OT_swap(JobOperator, bpy.types.Operator):
     """Swap the face in the active strip with a trained model; the result goes on the first free channel above"""
     bl_idname = "deepfake.swap"
     bl_label = "Swap Face"
@@ -383,7 +217,10 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
             written = Path((state.result or {}).get("output") or out)
             if written != out:
                 retarget(written)
-            files = [f"frame_{n:06d}.{fmt}" for n in range(first, first + count)]
+            result = state.result or {}
+            files = list(result.get("files") or [])
+            if len(files) != count:
+                raise UserError(f"the core's result names {len(files)} frames of {count}: frames are in {written}")
             start, end = snap["start"], snap["start"] + snap["duration"]
             channel = vse.first_free_channel_above(scene, source, start, end)
             strip = vse.add_image_strip(scene, written, files, channel, start, name=f"{snap['name']} {mode}")
@@ -398,7 +235,7 @@ class DEEPFAKE_OT_swap(_JobOperator, bpy.types.Operator):
                 pass  # a colourspace name unknown to this config: keep Blender's default
             placed["name"] = strip.name
             props.record_swap(scene, strip.name, snap["name"], str(path), first, count, str(written))
-            flagged = _flags(written, first, count)
+            flagged = sorted((int(f), list(reasons)) for f, reasons in result.get("flagged", []))
             if markers:
                 existing = {(m.frame, m.name) for m in scene.timeline_markers}
                 for frame, reasons, length in _runs(flagged):
@@ -422,15 +259,6 @@ def _runs(flagged: list[tuple[int, list[str]]]) -> list[tuple[int, list[str], in
     return runs
 
 
-def _flags(out: Path, first: int, count: int) -> list[tuple[int, list[str]]]:
-    path = out / "flags.json"
-    if not path.is_file():
-        return []
-    flags = json.loads(path.read_text()).get("flags", [])
-    return sorted((int(f["frame"]), list(f.get("reasons", []))) for f in flags
-                  if first <= int(f["frame"]) < first + count)
-
-
 # -- Farm -----------------------------------------------------------------------------------------------
 def _farm_target(context: Any) -> SwapTarget:
     t = swap_target(context)
@@ -440,7 +268,7 @@ def _farm_target(context: Any) -> SwapTarget:
     return t
 
 
-class DEEPFAKE_OT_farm_job(_JobOperator, bpy.types.Operator):
+class DEEPFAKE_OT_farm_job(JobOperator, bpy.types.Operator):
     """Write a render-farm job (Open Job Description bundle) that swaps the active strip's frames in chunks; load its result with Load Farm Result"""
     bl_idname = "deepfake.farm_job"
     bl_label = "Write Farm Job"
@@ -472,7 +300,7 @@ class DEEPFAKE_OT_farm_job(_JobOperator, bpy.types.Operator):
                     t.core.env(), str(t.core.work_folder))
 
 
-class DEEPFAKE_OT_farm_result(_JobOperator, bpy.types.Operator):
+class DEEPFAKE_OT_farm_result(JobOperator, bpy.types.Operator):
     """Place what the farm swapped for the active strip on the first free channel above, as a local swap does"""
     bl_idname = "deepfake.farm_result"
     bl_label = "Load Farm Result"
@@ -499,8 +327,8 @@ def evaluate_command(core: prefs.CoreSettings, source: Path, out: Path, first: i
         result = context.scene.deepfake.swap_results.get(strip_name())
         if result is None:
             raise UserError(f"the swapped strip '{strip_name()}' is gone; the report is in {reports}")
-        result.summary = evaluation.compact_summary(reports / evaluation.REPORT_JSON)
-        result.report = str(reports / evaluation.REPORT_HTML)
+        result.summary = evaluation.compact_summary(state.result or {})
+        result.report = str((state.result or {}).get("html") or "")
         lines = evaluation.summary_lines(result.summary)
         return f"'{result.name}': " + (lines[0] if lines else "evaluated") + f"; report {result.report}"
     return Command(argv, "Evaluate", after, optional=True, step="evaluate")
@@ -514,7 +342,7 @@ def _active_swap(context: Any) -> Any:
     return result
 
 
-class DEEPFAKE_OT_evaluate(_JobOperator, bpy.types.Operator):
+class DEEPFAKE_OT_evaluate(JobOperator, bpy.types.Operator):
     """Measure the active swap against its source: identity, expression, stability, seam; writes a report"""
     bl_idname = "deepfake.evaluate"
     bl_label = "Evaluate Swap"
@@ -523,8 +351,8 @@ class DEEPFAKE_OT_evaluate(_JobOperator, bpy.types.Operator):
     def plan(self, context: Any) -> Plan:
         result = _active_swap(context)
         out = Path(result.out)
-        if not (out / "swap.json").is_file():
-            raise UserError(f"the swapped frames are gone (no swap.json in {out}): swap again")
+        if not out.exists():
+            raise UserError(f"the swapped frames are gone ({out}): swap again")
         core = _core(context)
         name = result.name
         command = evaluate_command(core, Path(result.source), out, result.first, result.count, lambda: name)
@@ -560,11 +388,12 @@ class DEEPFAKE_OT_cancel(bpy.types.Operator):
     bl_label = "Cancel Job"
 
     def execute(self, context: Any) -> set[str]:
-        job = current_job()
-        if job is None:
+        running = jobs.running_jobs()
+        if not running:
             self.report({"INFO"}, "no deepfake job is running")
             return {"CANCELLED"}
-        job.cancel()
+        for job in running:
+            job.cancel()
         return {"FINISHED"}
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from . import evaluation, ops, props, render_label, vse
+from . import evaluation, props, render_label, runner, vse
 
 
 class DEEPFAKE_PT_panel(bpy.types.Panel):
@@ -23,7 +23,7 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
     def draw(self, context: Any) -> None:
         layout, scene = self.layout, context.scene
         settings = scene.deepfake
-        busy = ops.current_job() is not None
+        busy = runner.busy()
         strip = vse.active_strip(scene)
         selected = vse.selected_strips(scene)
         col = layout.column(align=True)
@@ -59,10 +59,10 @@ class DEEPFAKE_PT_panel(bpy.types.Panel):
     def _draw_job(layout: Any, settings: Any) -> None:
         """The running or last job: a bar, then the status one part per line (the sidebar is
         ~300 px wide; one long line was cut in the middle, hiding progress and ETA)."""
-        if not settings.job_status and ops.current_job() is None:
+        if not settings.job_status and not runner.busy():
             return
         box = layout.box()
-        running = ops.current_job() is not None
+        running = runner.busy()
         if running and hasattr(box, "progress"):
             box.progress(factor=settings.job_progress, type="BAR", text=f"{settings.job_progress:.0%}")
         parts = (settings.job_status or "starting").split(", ")
@@ -82,7 +82,7 @@ class _StepPanel:
     def draw(self, context: Any) -> None:
         layout = self.layout
         layout.use_property_split, layout.use_property_decorate = True, False
-        layout.enabled = ops.current_job() is None
+        layout.enabled = not runner.busy()
         self.draw_settings(layout, context.scene)
 
 

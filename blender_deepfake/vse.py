@@ -17,14 +17,13 @@ Differences handled here:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import bpy
 
 MEDIA_TYPES = frozenset({"MOVIE", "IMAGE"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".exr"})
 MAX_CHANNEL = 128
 
 
@@ -141,14 +140,14 @@ def _offset(strip: Any) -> int:
     return round(strip.frame_offset_start + getattr(strip, "animation_offset_start", 0))
 
 
-def visible_range(strip: Any) -> tuple[Path, int, int]:
+def visible_range(strip: Any, frame_files: Callable[[Path], list[str]] | None = None) -> tuple[Path, int, int]:
     """(source path, first source frame, frame count) of what the strip shows on the timeline.
 
     Movie: source frames (0-based, the movie's own numbering) from the start offset, for
     `frame_final_duration` frames. Image strip: the folder, and the index of the first visible
-    element in the folder's naturally sorted image files, which is how the core numbers an image
-    sequence (a strip may list only part of its folder). A strip that Blender retimes is refused
-    (`check_timing`).
+    element among the folder's frames in the core's order, which `frame_files` gives (the core
+    numbers an image sequence: `deepfake inspect`; a strip may list only part of its folder);
+    without it an image strip is refused. A strip that Blender retimes is refused (`check_timing`).
     """
     check_timing(strip)
     path = strip_source(strip)
@@ -157,25 +156,14 @@ def visible_range(strip: Any) -> tuple[Path, int, int]:
         elements = list(strip.elements)
         if not elements:
             raise StripError(f"strip '{strip.name}' has no images")
+        if frame_files is None:
+            raise StripError(f"strip '{strip.name}': the core's frame order of {path} is not known here")
         name = elements[min(first, len(elements) - 1)].filename
-        folder = sorted_images(path)
+        folder = frame_files(path)
         if name not in folder:
             raise StripError(f"strip '{strip.name}': {name} is missing in {path}")
         first = folder.index(name)
     return path, first, count
-
-
-def sorted_images(folder: Path) -> list[str]:
-    """Image file names in the core's order (natural sort: f_2 before f_10)."""
-    import re
-
-    def key(name: str) -> list[object]:
-        return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
-
-    if not folder.is_dir():
-        return []
-    return sorted((f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                   and not f.name.startswith(".") and f.is_file()), key=key)
 
 
 def strip_colorspace(strip: Any) -> str:

@@ -261,31 +261,40 @@ def build_parser() -> argparse.ArgumentParser:
                     help="decode movies as the swap did (its --yuv; default: what it recorded, else accurate)")
     ev.add_argument("--json", type=Path, default=None, help="write the report as JSON (summary and per-frame arrays)")
     ev.add_argument("--html", type=Path, default=None, help="write a self-contained HTML page (plots go beside it as PNG)")
+    ev.add_argument("--report", type=Path, default=None,
+                    help="a folder to write report.json and report.html into (instead of naming --json and --html)")
     ev.add_argument("--events", choices=["jsonl"], default=None)
 
-    info = steps.add_parser("info", help="check a faceset and summarise it")
-    info.add_argument("faceset", type=Path)
+    ins = steps.add_parser("inspect", help="say what a file or folder is and holds (faceset, model, swap output, "
+                                            "report, image sequence, movie); `info` is the same")
+    ins.add_argument("path", type=Path)
+    ins.add_argument("--events", choices=["jsonl"], default=None)
+    info = steps.add_parser("info", help="the same as inspect (kept for scripts that check a faceset with it)")
+    info.add_argument("path", type=Path)
     info.add_argument("--events", choices=["jsonl"], default=None)
+
+    doc = steps.add_parser("doctor", help="check that the core's dependencies import here, and which device it would use")
+    doc.add_argument("--events", choices=["jsonl"], default=None)
     return parser
 
 
-def run_info(args: argparse.Namespace, events: Events) -> None:
-    from core.faceset import Faceset
+def run_inspect(args: argparse.Namespace, events: Events) -> None:
+    from core.inspection import inspect_path, summary_line
 
-    faceset = Faceset.load(args.faceset)
-    faces = faceset.faces()
-    no_face = sum(1 for v in faceset.frames.values() if not v)
-    summary = {"faceset": str(args.faceset), "source": faceset.source["path"], "start": faceset.start,
-               "count": faceset.count, "frames_done": len(faceset.frames), "complete": faceset.complete,
-               "faces": len(faces), "no_face_frames": no_face, "size": faceset.settings.get("size"),
-               "median_blur": round(float(sorted(f.blur for _, f in faces)[len(faces) // 2]), 1) if faces else None}
-    events.result([str(faceset.alignments_path)], **summary)
+    described = inspect_path(args.path)
+    events.result([described["path"]], **described)
     if not events.jsonl:
-        print(f"{args.faceset}: {summary['faces']} faces of {summary['size']} px from frames "
-              f"{faceset.start}..{faceset.start + faceset.count - 1} of {summary['source']} "
-              f"({summary['frames_done']} done, {no_face} without a face"
-              f"{'' if faceset.complete else ', incomplete: rerun extract to resume'}), "
-              f"median sharpness {summary['median_blur']}")
+        print(summary_line(described))
+
+
+def run_doctor(args: argparse.Namespace, events: Events) -> int:
+    from core.doctor import diagnose
+
+    report = diagnose()
+    events.result([], **report)
+    if not events.jsonl:
+        print(report["message"])
+    return 0 if report["ok"] else 1
 
 
 def run_train(args: argparse.Namespace, events: Events) -> None:
@@ -446,8 +455,12 @@ def check_report_paths(reports: list[Path | None], protected: list[Path | None])
 
 def run_evaluate(args: argparse.Namespace, events: Events) -> None:
     from core.evaluate import EvaluateSettings, evaluate_clip, evaluate_model, trained_facesets
-    from core.report import clean, format_table, write_reports
+    from core.report import clean, format_table, report_paths, write_reports
 
+    if args.report is not None:
+        if args.json is not None or args.html is not None:
+            raise DeepfakeError("--report names the folder for both reports: give it, or --json / --html, not both")
+        args.json, args.html = report_paths(args.report)
     check_report_paths([args.json, args.html], [args.source, args.swapped, args.model, args.faceset_a, args.faceset_b])
     if args.model is not None:
         if args.source is not None or args.swapped is not None:
@@ -469,7 +482,8 @@ def run_evaluate(args: argparse.Namespace, events: Events) -> None:
                       summary=clean(report["summary"] if report["kind"] == "clip" else
                                     {k: {f: v[f] for f in ("faces", "ssim", "psnr", "control_ssim", "control_psnr")}
                                      for k, v in report["identities"].items()}),
-                      counts=report.get("counts"))
+                      counts=report.get("counts"), target=report.get("target"),
+                      json=str(args.json) if args.json else None, html=str(args.html) if args.html else None)
     else:
         print(format_table(report))
         if outputs:
@@ -510,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = {"extract": run_extract, "train": run_train, "pretrain": run_pretrain, "swap": run_swap,
                   "encode": run_encode, "farm-job": run_farm_job, "farm-result": run_farm_result,
-                  "evaluate": run_evaluate, "info": run_info, "label": run_label,
+                  "evaluate": run_evaluate, "inspect": run_inspect, "info": run_inspect,
+                  "doctor": run_doctor, "label": run_label,
                   "verify": run_verify}[args.step](args, events)
     except DeepfakeError as exc:
         events.error(str(exc))

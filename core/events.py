@@ -73,6 +73,11 @@ class Events:
         gets the counts in the summary instead of hundreds of lines."""
         self.emit("flag", frame=frame, reason=reason, **extra)
 
+    def image(self, kind: str, path: str) -> None:
+        """An image the caller may show as it changes (the training preview): the add-on reloads
+        it when this arrives instead of knowing where the core keeps it."""
+        self.emit("image", kind=kind, path=path)
+
     def result(self, outputs: list[str], **summary: Any) -> None:
         if self.jsonl:
             self.emit("result", outputs=outputs, **summary)

@@ -17,12 +17,13 @@ from typing import Any, Literal
 import numpy as np
 
 from core import faceset as fs
-from core.color import to_display_uint8
+from core.color_management import to_display_uint8
 from core.errors import DeepfakeError, FacesetError
 from core.events import Events
 from core.faces.align import alignment_matrix, blur_measure, warp_face
 from core.faces.base import Face, FaceAligner
 from core.media import open_source, source_fingerprint
+from core import model_folder, swap_output
 from core.outputs import disk_full, ensure_free_space, folder_lock, is_disk_full, remove_stale_temps
 
 # How often the alignments are saved while extracting: what a kill -9 can lose at most. Tests
@@ -48,9 +49,10 @@ def prepare_output(out: Path, source_path: Path) -> None:
     out_r, src_r = out.resolve(), source_path.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise DeepfakeError(f"output {out} is inside the source {source_path}: choose another folder")
-    for name, what in (("model.safetensors", "a model"), ("config.json", "a model"), ("swap.json", "a swap's output")):
-        if (out / name).is_file():
-            raise DeepfakeError(f"output {out} holds {what} ({name}): choose another folder for the faceset")
+    if model_folder.is_model(out) or model_folder.has_config(out):
+        raise DeepfakeError(f"output {out} holds a model: choose another folder for the faceset")
+    if swap_output.has_record(out):
+        raise DeepfakeError(f"output {out} holds a swap's output: choose another folder for the faceset")
     try:
         (out / fs.CROPS).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

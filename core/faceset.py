@@ -174,6 +174,21 @@ def _face_from_json(face: Any, where: str) -> FaceRecord:
     )
 
 
+def describe(folder: Path) -> dict[str, Any]:
+    """What `deepfake inspect` says of a faceset (its crops checked: FacesetError if it is broken)."""
+    faceset = Faceset.load(folder)
+    faces = faceset.faces()
+    blur = sorted(f.blur for _, f in faces)
+    return {"kind": "faceset", "source": faceset.source.get("path"), "start": faceset.start, "count": faceset.count,
+            "frames_done": len(faceset.frames), "complete": faceset.complete, "faces": len(faces),
+            "no_face_frames": sum(1 for v in faceset.frames.values() if not v), "size": faceset.settings.get("size"),
+            "median_blur": round(float(blur[len(blur) // 2]), 1) if blur else None}
+
+
+def is_faceset(folder: Path) -> bool:
+    return (Path(folder) / ALIGNMENTS).is_file()
+
+
 def write_crop(path: Path, crop_rgb: np.ndarray) -> None:
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR))
     if not ok:

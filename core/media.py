@@ -306,6 +306,15 @@ def _natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The frames of an image-sequence folder in the core's order (natural: f_2 before f_10):
+    frame n of the folder is the n-th. The one place that numbers an image sequence; the add-on
+    asks for it through `deepfake inspect` rather than sorting on its own."""
+    files = [f for f in Path(folder).iterdir()
+             if f.suffix.lower() in _IMAGE_FORMATS and not f.name.startswith(".") and f.is_file()]
+    return sorted(files, key=_natural_key)
+
+
 def _png_chunks_fit(data: bytes) -> bool:
     """Whether a PNG's chunks all lie inside the file, up to IEND.
 
@@ -363,9 +372,7 @@ class ImageSequenceSource:
 
     def __init__(self, path: Path, start: int, count: int | None) -> None:
         self._path = path
-        files = [f for f in path.iterdir()
-                 if f.suffix.lower() in _IMAGE_FORMATS and not f.name.startswith(".")
-                 and f.is_file()]
+        files = image_files(path)
         if not files:
             raise MediaError(f"no images in {path} (looked for .png, .jpg, .jpeg, .exr)")
         formats = sorted({_IMAGE_FORMATS[f.suffix.lower()] for f in files})
@@ -373,7 +380,7 @@ class ImageSequenceSource:
             raise MediaError(
                 f"mixed image formats in {path} ({', '.join(formats)}): keep one per folder"
             )
-        self._files = sorted(files, key=_natural_key)
+        self._files = files
         served = _clamp_range(path, len(self._files), start, count)
         first = self._read(start)
         self.info = SourceInfo(

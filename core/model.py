@@ -25,11 +25,10 @@ from torch import Tensor, nn
 
 from core.atomic import write_atomic
 from core.errors import DeepfakeError
+from core.model_folder import CONFIG, WEIGHTS
 
 FORMAT = "blender-deepfake-model"
 FORMAT_VERSION = 1
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
 MODEL_PREFIX = "model."
 IDENTITIES = ("a", "b")
 # Keys of the safetensors metadata that are ours; the caller's keys go beside them. "config" is

@@ -314,6 +314,18 @@ def model_html(report: dict[str, Any]) -> str:
     return _page(f"Model evaluation: {Path(report['model']).name}", body)
 
 
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+"""What `deepfake evaluate --report DIR` writes into DIR."""
+
+
+def report_paths(folder: Path) -> tuple[Path, Path]:
+    return Path(folder) / REPORT_JSON, Path(folder) / REPORT_HTML
+
+
+def is_report_folder(folder: Path) -> bool:
+    return (Path(folder) / REPORT_JSON).is_file()
+
+
 def write_reports(report: dict[str, Any], json_path: Path | None = None, html_path: Path | None = None) -> list[str]:
     """Write what was asked for; returns the paths written. Plots go beside the HTML page (or the
     JSON when there is no page) as `<stem>.identity.png`, `.stability.png`, `.expression.png`."""

@@ -23,13 +23,13 @@ import cv2
 import numpy as np
 import torch
 
-from core import blend, outputs, swap_output, temporal
-from core.color import ColorConverter, frame_to_network, get_converter, to_display_uint8
+from core import color_match, face_paste, masks, model_folder, outputs, swap_output, temporal
+from core.color_management import ColorConverter, frame_to_network, get_converter, to_display_uint8
 from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
 from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
-from core.faces.align import CROP, alignment_matrix, transform_points
+from core.faces.align import CROP, transform_points
 from core.faces.base import Face
 from core.faces.identity import SAME_PERSON, FaceDescriber, distance
 from core.faceset import Faceset, cached_descriptor
@@ -77,9 +77,7 @@ class Pending:
     index: int
     frame: np.ndarray
     tracked: TrackedFace | None = None
-    matrix: np.ndarray | None = None
-    box: tuple[int, int, int, int] | None = None
-    crop: np.ndarray | None = None  # network sRGB float32, CROP x CROP
+    aligned: face_paste.AlignedFace | None = None
 
 
 def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
@@ -98,8 +96,7 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
         raise DeepfakeError("--bit-depth applies to PNG frames; an H.264 movie is 8-bit")
     # Never into what a user keeps: a model folder (shared, read-only to swap) or a faceset.
     for folder in (out_r, *out_r.parents):
-        if (folder / "model.safetensors").is_file() or \
-                ((folder / "config.json").is_file() and (folder / "state.json").is_file()):
+        if model_folder.is_model(folder):
             raise DeepfakeError(f"output {out} is inside the model folder {folder}: choose another path")
         if (folder / "alignments.json").is_file():
             raise DeepfakeError(f"output {out} is inside the faceset {folder}: choose another path")
@@ -199,40 +196,28 @@ class Swapper:
         return chosen
 
     def _prepare(self, item: Pending, converter: ColorConverter) -> bool:
-        """Align the frame's face; False when its landmarks cannot make a face crop (all on one
-        point, absurd sizes: a hand-edited or foreign alignments file)."""
-        lm = item.tracked.landmarks
-        item.matrix = alignment_matrix(lm, CROP)
-        scale = float(np.sqrt(abs(np.linalg.det(item.matrix[:, :2])))) if np.isfinite(item.matrix).all() else 0.0
-        if not 1e-3 < scale < 1e3:
-            return False
-        item.box = blend.crop_footprint(item.matrix, CROP, item.frame.shape)
-        x0, y0, x1, y1 = item.box
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return False
-        region = frame_to_network(item.frame[y0:y1, x0:x1, :3], converter)
-        item.crop = cv2.warpAffine(region, blend.footprint_matrix(item.matrix, item.box), (CROP, CROP),
-                                   flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        return True
+        """Align the frame's face; False when its landmarks cannot make a face crop."""
+        item.aligned = face_paste.align(item.frame, item.tracked.landmarks, converter, CROP)
+        return item.aligned is not None
 
     @torch.no_grad()
     def _infer(self, items: list[Pending]) -> tuple[np.ndarray, np.ndarray]:
         res = self.config.resolution
-        batch = np.stack([cv2.resize(it.crop, (res, res), interpolation=cv2.INTER_AREA) for it in items])
+        batch = np.stack([cv2.resize(it.aligned.crop, (res, res), interpolation=cv2.INTER_AREA) for it in items])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
         rgb, mask = self.model(x, self.other)
         return (rgb.float().permute(0, 2, 3, 1).cpu().numpy(), mask.float()[:, 0].cpu().numpy())
 
     def _mask(self, item: Pending, learned: np.ndarray) -> np.ndarray:
         s = self.settings
-        hull = transform_points(item.tracked.landmarks, item.matrix)
-        return blend.face_mask(hull, CROP, learned=learned, erode=s.erode, blur=s.blur)
+        hull = transform_points(item.tracked.landmarks, item.aligned.matrix)
+        return masks.face_mask(hull, CROP, learned=learned, erode=s.erode, blur=s.blur)
 
     def _warm(self, item: Pending, learned: np.ndarray, stats: StatsSmoother) -> None:
         """A pre-roll frame: the colour smoother sees its statistics as in a whole-shot run."""
         mask = self._mask(item, learned)
         if mask.any():
-            stats(item.tracked.track_id, item.index, blend.lab_stats(item.crop, mask))
+            stats(item.tracked.track_id, item.index, color_match.lab_stats(item.aligned.crop, mask))
 
     def _finish(self, item: Pending, rgb: np.ndarray, learned: np.ndarray, converter: ColorConverter,
                 stats: StatsSmoother) -> np.ndarray:
@@ -243,22 +228,12 @@ class Swapper:
             self.flag(item.index, "empty_mask")
             return self._unchanged(item.frame)
         transfer = COLOR_TRANSFERS[s.color]
+        target = None
         if transfer.crop == "mean-std":  # against the track's time-smoothed statistics
-            target = stats(item.tracked.track_id, item.index, blend.lab_stats(item.crop, mask))
-            face = blend.transfer_color("mean-std", face, item.crop, mask, stats_override=target)
-        elif transfer.crop != "none":
-            face = blend.transfer_color(transfer.crop, face, item.crop, mask)
-        face_net = blend.warp_to_footprint(face, item.matrix, item.box)
-        mask_frame = blend.mask_to_frame(mask, item.matrix, item.box)
-        if s.mode == "overlay" and self.encode_display:  # an sRGB layer over a linear plate; the sink sets the depth
-            return blend.overlay_rgba(face_net, mask_frame, np.float32, box=item.box, frame_shape=item.frame.shape)
-        face_src = converter.from_network(face_net) if not converter.is_identity else face_net
-        if s.mode == "overlay":
-            dtype = item.frame.dtype if s.format == "png" else np.float32
-            return blend.overlay_rgba(face_src, mask_frame, dtype, box=item.box, frame_shape=item.frame.shape)
-        if transfer.poisson:
-            return blend.seamless_clone(item.frame, face_src, mask_frame, box=item.box)
-        return self._encoded(blend.composite(item.frame, face_src, mask_frame, box=item.box))
+            target = stats(item.tracked.track_id, item.index, color_match.lab_stats(item.aligned.crop, mask))
+        layer_dtype = item.frame.dtype if s.format == "png" else np.float32
+        return face_paste.paste(item.frame, item.aligned, face, mask, transfer, converter, mode=s.mode,
+                                layer_dtype=layer_dtype, stats=target, encode_display=self.encode_display)
 
     def _encoded(self, frame: np.ndarray) -> np.ndarray:
         """The composited frame as the sink stores it: display sRGB (float, the PNG sink sets the
@@ -420,7 +395,8 @@ class Swapper:
                    "flags": counts, "colorspace": converter.colorspace, "direction": s.direction,
                    "model_iteration": self.state.get("iteration"), "preroll": preroll,
                    "frames_read_not_written": len(warm), "ranges": ranges,
-                   "output_colorspace": "sRGB" if self.encode_display else converter.colorspace}
+                   "output_colorspace": "sRGB" if self.encode_display else converter.colorspace,
+                   **swap_output.placed(self.out, s.format, info.start, info.count)}
         self.events.result(sink.outputs() + [str(swap_output.flags_path(self.out, s.format))], **summary)
         return summary
 

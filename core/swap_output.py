@@ -92,6 +92,30 @@ def _show(value: Any, key: str = "") -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
+def describe(out: Path, fmt: str) -> dict[str, Any]:
+    """What `deepfake inspect` says of a swap's output."""
+    record = read_record(out)
+    source = record.get("source") if isinstance(record.get("source"), dict) else {}
+    return {"kind": "swap", "format": record.get("format", fmt), "mode": record.get("mode"),
+            "model": record.get("model"), "model_iteration": record.get("iteration"), "source": source.get("path"),
+            "ranges": _valid_ranges(record.get("ranges", [])), "flagged_frames": len(read_flags(out, fmt))}
+
+
+def placed(out: Path, fmt: str, start: int, count: int) -> dict[str, Any]:
+    """What a caller needs to show frames start .. start + count - 1 of an output (the add-on's
+    image strip and its markers), for a swap's or a farm result's `result` event: the frame files
+    in order (none for a movie) and the flagged frames among them with their reasons."""
+    flags = read_flags(out, fmt)
+    files = [frame_name(n, fmt) for n in range(start, start + count)] if fmt != "mp4" else []
+    return {"files": files, "first": start, "count": count,
+            "flagged": [[f, flags[f]] for f in sorted(flags) if start <= f < start + count]}
+
+
+def has_record(folder: Path) -> bool:
+    """Whether a folder holds a frame-folder swap's record (what extract refuses to write into)."""
+    return (Path(folder) / RECORD).is_file()
+
+
 def holds_output(out: Path, fmt: str) -> bool:
     """Whether `out` already holds a swap's frames (or movie). A record alone, left by a run that
     failed before its first frame, holds nothing to protect: the next run starts afresh."""

@@ -31,6 +31,7 @@ from core.augment import augment
 from core.device import resolve_device
 from core.errors import DeepfakeError
 from core.events import Events
+from core import model_folder
 from core.atomic import write_atomic
 from core.losses import mask_loss, reconstruction_loss, weight_map
 from core.model import (LAYOUTS, PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights,
@@ -204,8 +205,16 @@ class Trainer:
                 raise DeepfakeError(f"the model in {folder} has the {config.layout.upper()} layout; a resumed model keeps "
                                     f"it: drop --layout (or pass {config.layout}), or train a new model in another folder")
             if self.settings.init is not None:
-                raise DeepfakeError(f"{folder} already holds a model: --init starts a new one; drop --init to resume "
-                                    "it, or choose a new folder")
+                # Pressing Train again with the same Start From resumes (the add-on passes it each
+                # time rather than asking whether the folder holds a model); another start is refused.
+                try:
+                    started = (json.loads(metadata.get("state") or "{}").get("init") or {}).get("model")
+                except (ValueError, AttributeError, RecursionError):
+                    started = None
+                if started != str(Path(self.settings.init).resolve()):
+                    raise DeepfakeError(f"{folder} already holds a model, started from "
+                                        f"{started or 'random weights'}: --init starts a new one; drop --init (or "
+                                        "give the model it started from) to resume it, or choose a new folder")
             self.events.log(f"resuming the model in {folder}")
             return config, model, (extras, metadata)
         torch.manual_seed(self.settings.seed or 0)
@@ -264,7 +273,7 @@ class Trainer:
         if self.state.model_id is None:
             self.state.model_id = uuid.uuid4().hex
         names = [name for name, _ in self.model.named_parameters()]
-        where = self.settings.model_dir / "model.safetensors"
+        where = model_folder.weights_path(self.settings.model_dir)
         if self.recipe.ema > 0:  # the loaded weights are the average; the raw ones continue training
             try:
                 raw = {name: extras[f"train.{name}"] for name in self.model.state_dict()}
@@ -314,7 +323,7 @@ class Trainer:
         save_model(self.settings.model_dir, saved, self.config, extra_tensors=extras,
                    metadata={"state": state_json, "param_groups": json.dumps(groups)})
         self.saved_iteration = self.state.iteration
-        write_atomic(self.settings.model_dir / "state.json", (json.dumps(asdict(self.state), indent=1) + "\n").encode())
+        write_atomic(model_folder.state_path(self.settings.model_dir), (json.dumps(asdict(self.state), indent=1) + "\n").encode())
 
     # -- batch size -----------------------------------------------------------------------------
     def _batch_size(self) -> int:
@@ -423,8 +432,8 @@ class Trainer:
                    "loss_b": self.state.losses[-1][2] if self.state.losses else None,
                    "samples_per_s": round(done * batch * 2 * self.world / seconds, 2) if seconds > 0 and done else None}
         if self.rank == 0:
-            self.events.result([str(self.settings.model_dir / "model.safetensors"),
-                                str(self.settings.model_dir / "preview.png")], **summary)
+            self.events.result([str(model_folder.weights_path(self.settings.model_dir)),
+                                str(model_folder.preview_path(self.settings.model_dir))], **summary)
         if self.world > 1:
             dist.destroy_process_group()
         return summary
@@ -454,7 +463,8 @@ class Trainer:
         if self.config.resolution < 128:  # 64 px faces are too small to judge by eye
             image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        write_atomic(self.settings.model_dir / "preview.png", png.tobytes())
+        write_atomic(model_folder.preview_path(self.settings.model_dir), png.tobytes())
+        self.events.image("preview", str(model_folder.preview_path(self.settings.model_dir)))
 
 
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -490,7 +500,7 @@ INIT_RESETS: dict[str, dict[str, tuple[str, ...]]] = {
     "bottleneck": {"df": ("encoder.to_latent", "encoder.from_latent", "encoder.up"), "liae": ("inter.ab",)},
 }
 
-OWN_FILES = {"config.json", "model.safetensors", "state.json", "preview.png", LOCK_NAME}
+OWN_FILES = {*model_folder.FILES, LOCK_NAME}
 
 
 def model_folder_state(folder: Path, events: Events) -> str:
@@ -499,7 +509,7 @@ def model_folder_state(folder: Path, events: Events) -> str:
     into it would replace trained weights or mix with someone's files."""
     if not folder.is_dir():
         return "new"
-    config, weights = folder / "config.json", folder / "model.safetensors"
+    config, weights = model_folder.config_path(folder), model_folder.weights_path(folder)
     if weights.is_file() and not config.is_file():
         restored = config_from_weights(folder)
         if restored is None:
@@ -510,7 +520,7 @@ def model_folder_state(folder: Path, events: Events) -> str:
     if config.is_file() and weights.is_file():
         return "model"
     if config.is_file():
-        state = folder / "state.json"
+        state = model_folder.state_path(folder)
         if state.is_file():
             raise DeepfakeError(f"{weights} is missing but {state} records training: the trained weights are gone; "
                                 "restore them, or choose another folder for a new model")
@@ -524,7 +534,7 @@ def model_folder_state(folder: Path, events: Events) -> str:
 def refuse_foreign_folder(folder: Path) -> None:
     """A folder holding files that are not a model's is someone's: never trained into (checked
     before anything, the lock included, is written there)."""
-    if not folder.is_dir() or (folder / "config.json").is_file() or (folder / "model.safetensors").is_file():
+    if not folder.is_dir() or model_folder.has_config(folder) or model_folder.weights_path(folder).is_file():
         return
     strangers = sorted(p.name for p in folder.iterdir() if p.name not in OWN_FILES and not p.name.startswith("."))
     if strangers:

@@ -22,8 +22,8 @@ fi
 # Prints the step headings and the results (Blender's line per rendered frame goes to a log).
 .venv/bin/python scripts/deepfake_batch.py demo "$1" "$2" --out "$OUT" --iterations "$ITERATIONS"
 echo "== summary" >&2
-.venv/bin/deepfake info "$OUT/deepfake/facesets/A_footage"
-.venv/bin/deepfake info "$OUT/deepfake/facesets/B_new_face"
+.venv/bin/deepfake inspect "$OUT/deepfake/facesets/A_footage"
+.venv/bin/deepfake inspect "$OUT/deepfake/facesets/B_new_face"
 .venv/bin/deepfake verify "$OUT/demo.mp4"   # the render says a face in it was replaced (docs/PROVENANCE.md)
 echo "editor: $OUT/demo.blend (A on channel 1, the swap on channel 2, B muted on channel 4);" \
      "render: $OUT/demo.mp4; model: $OUT/deepfake/models/model (preview.png); frames: $OUT/deepfake/swaps/"

@@ -6,9 +6,13 @@ depend downward only).
 
 Layers, top down: the entry points (`cli`, `__main__`); orchestration (`farm`: jobs that run the
 stages); the stages (`extract`, `train`, `swap`, `encode`, `evaluate`), none of which imports
-another; everything else, the libraries, which import no stage. Inside the libraries `faces/`
-is the bottom: it imports nothing of core but itself and the small utilities in `FACES_MAY_USE`
-(no faceset, no media). Imports inside functions count: a lazy import is still a dependency.
+another; everything else, the libraries (`masks`, `color_match`, `compositing`,
+`color_management`, `faceset`, `media`, the packages `faces/` and `provenance/`, ...), which
+import no stage. A package takes its layer for all its modules: the modules of one stage package
+(`evaluate/`: `pairing`, `controls`, `measures`, `clip`, `model_quality`) import each other
+freely, and none of them imports another stage. Inside the libraries `faces/` is the bottom: it
+imports nothing of core but itself and the small utilities in `FACES_MAY_USE` (no faceset, no
+media). Imports inside functions count: a lazy import is still a dependency.
 """
 from __future__ import annotations
 

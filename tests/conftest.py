@@ -112,7 +112,7 @@ def tiny_model(tmp_path_factory) -> Path:
 # events, argument parsing, masks and temporal filters on known signals) runs in well under a minute.
 SLOW_FIXTURES = {"d18_faceset", "d19_faceset", "small_model", "tiny_model"}
 SLOW_MODULES = {"test_addon", "test_addon_workflow", "test_addon_timing", "test_careless_use", "test_evaluate", "test_swap", "test_train",
-                "test_extract", "test_faceset", "test_landmarks", "test_fan_backend", "test_farm"}
+                "test_extract", "test_faceset", "test_landmarks", "test_fan_backend", "test_farm", "test_inspect"}
 SLOW_TESTS = {"test_memory_stays_flat_over_a_long_clip", "test_kill_9_while_saving_leaves_a_loadable_checkpoint",
               "test_another_preset_than_expected", "test_hamilton_tracks_restart_across_cuts",
               "test_d18_held_out_is_steadier_without_lag", "test_offline_auto_makes_no_network_attempt_and_uses_dlib",

@@ -475,13 +475,14 @@ def test_flags_become_markers_at_the_strips_timeline_frames(scene, tmp_path):
     out.mkdir()
     for n in range(10, 15):
         _png(out / f"frame_{n:06d}.png")
-    (out / "flags.json").write_text(json.dumps({"flags": [
-        {"frame": 12, "reasons": ["no_face"]}, {"frame": 14, "reasons": ["low_score", "jump"]},
-        {"frame": 40, "reasons": ["no_face"]}]}))
     strip = movie_strip(scene, D18, 10, 5, frame_start=21)
     snap = {"name": strip.name, "start": 31, "duration": 5, "colorspace": "sRGB"}
     after = ops.DEEPFAKE_OT_swap._placer(snap, out, D18, 10, 5, "composite", "png", True, {}, lambda written: None)
-    after(bpy.context, jobs.JobState(step="swap"))
+    # The swap's result event as the core writes it (core.swap_output.placed): the frames' files
+    # and the flagged frames of the range with their reasons.
+    result = {"event": "result", "output": str(out), "files": [f"frame_{n:06d}.png" for n in range(10, 15)],
+              "first": 10, "count": 5, "flagged": [[12, ["no_face"]], [14, ["low_score", "jump"]]]}
+    after(bpy.context, jobs.JobState(step="swap", result=result))
     assert sorted((m.frame, m.name) for m in scene.timeline_markers) == [(33, "no_face"), (35, "low_score, jump")]
     result = vse.top_strips(scene)[f"{strip.name} composite"]
     assert (result.channel, result.frame_final_start, result.frame_final_duration) == (2, 31, 5)
@@ -552,7 +553,7 @@ def test_with_online_access_off_the_addons_extract_makes_no_network_attempt(scen
     the add-on starts the core offline, and Extract with the Auto aligner and no cached
     face-alignment weights uses dlib without one socket call (an audit hook in the core's process,
     put there through the Core Folder preference, which goes on the core's PYTHONPATH)."""
-    from blender_deepfake import ops, prefs
+    from blender_deepfake import jobs, prefs
     from test_setup import AUDIT
 
     assert bpy.app.online_access is False
@@ -570,7 +571,7 @@ def test_with_online_access_off_the_addons_extract_makes_no_network_attempt(scen
     movie_strip(scene, D18, 0, 3)
     assert bpy.ops.deepfake.extract() == {"FINISHED"}
     assert Path(f"{log}.loaded").is_file() and log.read_text() == ""
-    assert ops._current.state.result["aligner"] == "dlib"
+    assert jobs.last_job().state.result["aligner"] == "dlib"
 
 
 def test_renaming_a_strip_keeps_its_faceset_and_a_copy_does_not_inherit_it(scene, addon):

@@ -137,7 +137,7 @@ def test_cancel_in_the_middle_of_a_swap_leaves_the_scene_as_it_was(scene, addon,
     def cancel_when_running() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            job = ops.current_job()
+            job = next(iter(jobs.running_jobs()), None)
             if job is not None and job.state.done >= 1:
                 seen["job"], seen["done"] = job, job.state.done
                 job.cancel()
@@ -175,7 +175,7 @@ def test_swap_then_evaluate_shows_the_figures_and_the_report(scene, addon, tiny_
     result = props.swap_result(scene, strip)  # right after Swap the source is still active
     swapped = next(s for s in vse.all_strips(scene) if s.name == result.name)
     assert swapped.channel == 2 and (result.first, result.count) == (30, 6)
-    report = json.loads((Path(result.report).parent / evaluation.REPORT_JSON).read_text())
+    report = json.loads(Path(result.report).with_name("report.json").read_text())  # the core's name
     assert report["range"] == {"start": 30, "count": 6} and report["counts"]["frames"] == 6
     assert Path(report["faceset_b"]).name == "d19"  # from the model's own training record
     figures = json.loads(result.summary)["summary"]
@@ -323,3 +323,26 @@ def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon,
     refused = subprocess.run([*command[:command.index("--strip") + 1], "no such strip", "--model", str(tiny_model)],
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert refused.returncode == 1 and "no strip named 'no such strip'" in refused.stderr
+
+
+def test_a_script_gets_a_finished_swap_whether_it_invokes_or_executes(scene, addon, tiny_model, capfd):
+    """`bpy.ops.deepfake.swap('INVOKE_DEFAULT')` from a script in background mode has no event
+    loop to run modal in: it blocks as the executed operator does, and both return FINISHED with
+    the strip placed and no job left running (a script never races a job it cannot see). The
+    core's log lines reach the user as reports, not only its progress."""
+    from blender_deepfake import jobs, vse
+
+    strip = movie_strip(scene, D18, 40, 3, channel=1, frame_start=1)
+    select_only(scene, strip)
+    scene.deepfake.model_folder, scene.deepfake.evaluate = str(tiny_model), False
+    capfd.readouterr()
+    assert bpy.ops.deepfake.swap("INVOKE_DEFAULT") == {"FINISHED"}
+    assert not jobs.running_jobs() and jobs.last_job().state.status == "done"
+    placed = [s for s in vse.all_strips(scene) if s.channel == 2]
+    assert [(s.type, s.frame_final_start, s.frame_final_duration) for s in placed] == \
+        [("IMAGE", strip.frame_final_start, 3)]
+    assert "Info: aligner: dlib" in capfd.readouterr().out  # the core's log line, as an INFO report
+    scene.deepfake.swap_existing = "replace"
+    assert bpy.ops.deepfake.swap("EXEC_DEFAULT") == {"FINISHED"}
+    assert not jobs.running_jobs()
+    assert [s.channel for s in vse.all_strips(scene) if s.type == "IMAGE"] == [2, 3]

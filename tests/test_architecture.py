@@ -22,3 +22,9 @@ def test_the_check_catches_each_kind_of_bad_edge():
     assert import_graph.violations(edges) == ["core.swap -> core.extract: sideways between stages",
                                               "core.media -> core.swap: upward",
                                               "core.faces.identity -> core.faceset: faces/ is the bottom layer"]
+
+
+def test_the_modules_of_a_stage_package_may_import_each_other_but_no_other_stage():
+    edges = {"core.evaluate.clip": {"core.evaluate.measures", "core.evaluate.pairing", "core.masks"},
+             "core.evaluate.controls": {"core.swap", "core.compositing"}}
+    assert import_graph.violations(edges) == ["core.evaluate.controls -> core.swap: sideways between stages"]

@@ -1,4 +1,5 @@
-"""Masks, colour transfer and compositing (core.blend), on a real d18 frame with dlib landmarks."""
+"""Masks, colour transfer and compositing (core.masks, core.color_match, core.compositing), on a
+real d18 frame with dlib landmarks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import VIDEO
 
-from core import blend
+from core import color_match, compositing, masks
 from core.faces.align import alignment_matrix, transform_points, warp_back, warp_face
 from core.faces.dlib_backend import DlibAligner
 
@@ -35,7 +36,7 @@ class Parts:
     crop: np.ndarray  # float32 [0, 1]
     points: np.ndarray  # landmarks in crop pixels
     mask: np.ndarray  # crop space
-    box: blend.Box
+    box: compositing.Box
     mask_in_frame: np.ndarray  # box-sized
 
     def full_mask(self, frame_shape) -> np.ndarray:
@@ -49,9 +50,9 @@ def _parts(frame: np.ndarray, landmarks: np.ndarray, size: int = SIZE, **mask_ar
     matrix = alignment_matrix(landmarks, size)
     crop = warp_face(frame, matrix, size).astype(np.float32) / 255
     points = transform_points(landmarks, matrix)
-    mask = blend.face_mask(points, size, None, **mask_args)
-    box = blend.crop_footprint(matrix, size, frame.shape)
-    return Parts(matrix, crop, points, mask, box, blend.mask_to_frame(mask, matrix, box))
+    mask = masks.face_mask(points, size, None, **mask_args)
+    box = compositing.crop_footprint(matrix, size, frame.shape)
+    return Parts(matrix, crop, points, mask, box, masks.mask_to_frame(mask, matrix, box))
 
 
 def _transition_width(mask: np.ndarray) -> float:
@@ -79,12 +80,12 @@ def test_mask_is_zero_at_the_crop_border_and_true_zeros_stay_zero(d18):
     assert m.min() == 0.0 and m.max() == 1.0
     for edge in (m[0], m[-1], m[:, 0], m[:, -1]):
         assert not edge.any()
-    assert not ((m > 0) & (m < blend.MASK_FLOOR)).any()  # nothing between 0 and the floor
+    assert not ((m > 0) & (m < masks.MASK_FLOOR)).any()  # nothing between 0 and the floor
     # The support ends `erode` inside the (forehead-extended) hull: exactly 0 outside it.
-    points = blend.extend_forehead(p.points)
+    points = masks.extend_forehead(p.points)
     width = np.ptp(points[:, 0])
     inner = cv2.erode(_hull(points, SIZE).astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * int(blend.DEFAULT_ERODE * width) - 1,) * 2)).astype(bool)
+        cv2.MORPH_ELLIPSE, (2 * int(masks.DEFAULT_ERODE * width) - 1,) * 2)).astype(bool)
     assert not m[~inner].any()
     # The forehead is covered above the brows, and the mask is 1 well inside.
     brow_y = p.points[17:27, 1].min()
@@ -97,7 +98,7 @@ def test_face_running_off_the_crop_is_feathered_there_too(d18):
     frame, landmarks = d18
     p = _parts(frame, landmarks)
     shifted = p.points + np.array([0.0, -90.0])  # the forehead leaves the crop at the top
-    m = blend.face_mask(shifted, SIZE)
+    m = masks.face_mask(shifted, SIZE)
     assert not m[0].any() and not m[:, 0].any()
     column = m[:, int(shifted[27, 0])]
     first = np.argmax(column > 0)
@@ -107,15 +108,15 @@ def test_face_running_off_the_crop_is_feathered_there_too(d18):
 def test_learned_mask_can_only_take_area_away(d18):
     frame, landmarks = d18
     p = _parts(frame, landmarks)
-    np.testing.assert_array_equal(blend.face_mask(p.points, SIZE, np.ones((SIZE, SIZE), np.float32)), p.mask)
+    np.testing.assert_array_equal(masks.face_mask(p.points, SIZE, np.ones((SIZE, SIZE), np.float32)), p.mask)
     learned = np.ones((SIZE, SIZE), np.float32)
     learned[:, : SIZE // 2] = 0.0  # e.g. a hand over the left half
-    m = blend.face_mask(p.points, SIZE, learned)
+    m = masks.face_mask(p.points, SIZE, learned)
     assert not m[:, : SIZE // 2].any()
     assert (m <= p.mask).all() and m[:, SIZE // 2 + 40:].sum() > 0.9 * p.mask[:, SIZE // 2 + 40:].sum()
     # A learned mask at the model's resolution is resized to the crop.
     small = cv2.resize(learned, (64, 64), interpolation=cv2.INTER_NEAREST)
-    assert not blend.face_mask(p.points, SIZE, small)[:, : SIZE // 2 - 8].any()
+    assert not masks.face_mask(p.points, SIZE, small)[:, : SIZE // 2 - 8].any()
 
 
 def test_feather_scales_with_the_face(d18):
@@ -131,7 +132,7 @@ def test_feather_scales_with_the_face(d18):
     half = _parts(frame, landmarks, size=128)
     assert _transition_width(half.mask_in_frame) / w1 == pytest.approx(1.0, rel=0.15)
     # And in crop pixels it follows the fractions: twice the blur, about twice the ramp.
-    wide = blend.face_mask(one.points, SIZE, blur=2 * blend.DEFAULT_BLUR)
+    wide = masks.face_mask(one.points, SIZE, blur=2 * masks.DEFAULT_BLUR)
     assert _transition_width(wide) / _transition_width(one.mask) == pytest.approx(2.0, rel=0.15)
 
 
@@ -142,7 +143,7 @@ def test_feather_scales_with_the_face(d18):
 def test_crop_footprint_holds_everything_the_warp_touches(d18):
     frame, landmarks = d18
     matrix = alignment_matrix(landmarks, SIZE)
-    x0, y0, x1, y1 = blend.crop_footprint(matrix, SIZE, frame.shape)
+    x0, y0, x1, y1 = compositing.crop_footprint(matrix, SIZE, frame.shape)
     assert 0 <= x0 < x1 <= frame.shape[1] and 0 <= y0 < y1 <= frame.shape[0]
     touched = warp_back(np.ones((SIZE, SIZE), np.float32), matrix, frame.shape) != 0
     inside = np.zeros_like(touched)
@@ -151,7 +152,7 @@ def test_crop_footprint_holds_everything_the_warp_touches(d18):
     # The box-only warp equals the full-frame warp cut to the box, up to OpenCV's fixed-point
     # sub-pixel coordinates (1/32 px), which depend on the output's origin.
     crop = warp_face(frame, matrix, SIZE).astype(np.float32) / 255
-    in_box = blend.warp_to_footprint(crop, matrix, (x0, y0, x1, y1))
+    in_box = compositing.warp_to_footprint(crop, matrix, (x0, y0, x1, y1))
     in_frame = warp_back(crop, matrix, frame.shape)[y0:y1, x0:x1]
     np.testing.assert_allclose(in_box, in_frame, atol=0.02)
     assert np.mean(in_box == in_frame) > 0.98
@@ -170,11 +171,11 @@ def test_composite_leaves_everything_outside_the_mask_bit_identical(d18, dtype):
     base, landmarks = d18
     frame = _frame_as(base, dtype)
     p = _parts(base, landmarks)
-    scale = blend.code_scale(dtype)
+    scale = compositing.code_scale(dtype)
     crop = warp_face(frame, p.matrix, SIZE).astype(np.float32) / scale
     fake = crop.max() - crop  # the "swapped face": the crop inverted
-    face_in_frame = blend.warp_to_footprint(fake, p.matrix, p.box)
-    out = blend.composite(frame, face_in_frame, p.mask_in_frame, box=p.box)
+    face_in_frame = compositing.warp_to_footprint(fake, p.matrix, p.box)
+    out = compositing.composite(frame, face_in_frame, p.mask_in_frame, box=p.box)
     assert out.dtype == frame.dtype and out.shape == frame.shape
     full = p.full_mask(frame.shape)
     zero = full == 0
@@ -195,7 +196,7 @@ def test_composite_leaves_everything_outside_the_mask_bit_identical(d18, dtype):
     face_full = np.zeros((*frame.shape[:2], 3), np.float32)
     x0, y0, x1, y1 = p.box
     face_full[y0:y1, x0:x1] = face_in_frame
-    np.testing.assert_array_equal(blend.composite(frame, face_full, full), out)
+    np.testing.assert_array_equal(compositing.composite(frame, face_full, full), out)
     # The input is not modified.
     np.testing.assert_array_equal(frame, _frame_as(base, dtype))
 
@@ -204,8 +205,8 @@ def test_composite_keeps_an_alpha_channel(d18):
     base, landmarks = d18
     p = _parts(base, landmarks)
     rgba = np.dstack([base, np.full(base.shape[:2], 200, np.uint8)])
-    face = blend.warp_to_footprint(1 - p.crop, p.matrix, p.box)
-    out = blend.composite(rgba, face, p.mask_in_frame, box=p.box)
+    face = compositing.warp_to_footprint(1 - p.crop, p.matrix, p.box)
+    out = compositing.composite(rgba, face, p.mask_in_frame, box=p.box)
     assert (out[..., 3] == 200).all() and not np.array_equal(out[..., :3], base)
 
 
@@ -213,9 +214,9 @@ def test_composite_keeps_an_alpha_channel(d18):
 def test_overlay_rgba(d18, dtype):
     base, landmarks = d18
     p = _parts(base, landmarks)
-    face = blend.warp_to_footprint(1 - p.crop, p.matrix, p.box)
-    layer = blend.overlay_rgba(face, p.mask_in_frame, dtype, box=p.box, frame_shape=base.shape)
-    scale = blend.code_scale(dtype)
+    face = compositing.warp_to_footprint(1 - p.crop, p.matrix, p.box)
+    layer = compositing.overlay_rgba(face, p.mask_in_frame, dtype, box=p.box, frame_shape=base.shape)
+    scale = compositing.code_scale(dtype)
     assert layer.dtype == dtype and layer.shape == (*base.shape[:2], 4)
     full = p.full_mask(base.shape)
     assert not layer[full == 0].any()  # transparent, and black, outside the mask
@@ -227,7 +228,7 @@ def test_overlay_rgba(d18, dtype):
     face_full = np.zeros((*base.shape[:2], 3), np.float32)
     face_full[y0:y0 + face.shape[0], x0:x0 + face.shape[1]] = face
     np.testing.assert_allclose(layer[soft, :3] / scale, face_full[soft], atol=1 / scale)
-    pre = blend.overlay_rgba(face, p.mask_in_frame, dtype, premultiplied=True)
+    pre = compositing.overlay_rgba(face, p.mask_in_frame, dtype, premultiplied=True)
     m = p.mask_in_frame
     np.testing.assert_allclose(pre[..., :3].astype(np.float64) / scale,
                                (face * m[..., None]), atol=1 / scale + 1e-6)
@@ -244,38 +245,38 @@ def _tinted(crop: np.ndarray) -> np.ndarray:
 def test_mean_std_transfer_matches_the_target_stats(d18):
     frame, landmarks = d18
     p = _parts(frame, landmarks)
-    target = blend.lab_stats(p.crop, p.mask)
+    target = color_match.lab_stats(p.crop, p.mask)
     swapped = _tinted(p.crop)
-    assert np.abs(blend.lab_stats(swapped, p.mask) - target).max() > 5  # the tint is real
-    out = blend.transfer_color("mean-std", swapped, p.crop, p.mask)
+    assert np.abs(color_match.lab_stats(swapped, p.mask) - target).max() > 5  # the tint is real
+    out = color_match.transfer_color("mean-std", swapped, p.crop, p.mask)
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
-    np.testing.assert_allclose(blend.lab_stats(out, p.mask), target, atol=1e-2)
+    np.testing.assert_allclose(color_match.lab_stats(out, p.mask), target, atol=1e-2)
     # Smoothed stats passed in win over the original's.
     override = target + np.array([2.0, -1.0, 1.0, 0.5, 0.2, 0.1])
-    out = blend.transfer_color("mean-std", swapped, p.crop, p.mask, stats_override=override)
-    np.testing.assert_allclose(blend.lab_stats(out, p.mask), override, atol=1e-2)
+    out = color_match.transfer_color("mean-std", swapped, p.crop, p.mask, stats_override=override)
+    np.testing.assert_allclose(color_match.lab_stats(out, p.mask), override, atol=1e-2)
     # The Lab conversion round-trips and agrees with OpenCV's definition.
-    np.testing.assert_allclose(blend.lab_to_rgb(blend.rgb_to_lab(p.crop)), p.crop, atol=1e-5)
-    assert np.abs(blend.rgb_to_lab(p.crop) - cv2.cvtColor(p.crop, cv2.COLOR_RGB2Lab)).mean() < 0.2
+    np.testing.assert_allclose(color_match.lab_to_rgb(color_match.rgb_to_lab(p.crop)), p.crop, atol=1e-5)
+    assert np.abs(color_match.rgb_to_lab(p.crop) - cv2.cvtColor(p.crop, cv2.COLOR_RGB2Lab)).mean() < 0.2
 
 
 def test_histogram_transfer_moves_medians_towards_the_reference(d18):
     frame, landmarks = d18
     p = _parts(frame, landmarks)
     swapped = _tinted(p.crop) * np.float32(0.85)
-    out = blend.transfer_color("histogram", swapped, p.crop, p.mask)
+    out = color_match.transfer_color("histogram", swapped, p.crop, p.mask)
     assert out.shape == p.crop.shape and out.dtype == np.float32
     inside = p.mask > 0.5
 
     def medians(image):
-        return np.median(blend.rgb_to_lab(image)[inside], axis=0)
+        return np.median(color_match.rgb_to_lab(image)[inside], axis=0)
 
     ref, before, after = medians(p.crop), medians(swapped), medians(out)
     assert (np.abs(after - ref) < np.abs(before - ref)).all()
     assert np.abs(after - ref).max() < 0.5
-    assert np.array_equal(blend.transfer_color("none", swapped, p.crop, p.mask), swapped)
+    assert np.array_equal(color_match.transfer_color("none", swapped, p.crop, p.mask), swapped)
     with pytest.raises(ValueError):
-        blend.transfer_color("sepia", swapped, p.crop, p.mask)  # type: ignore[arg-type]
+        color_match.transfer_color("sepia", swapped, p.crop, p.mask)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,12 +286,12 @@ def test_histogram_transfer_moves_medians_towards_the_reference(d18):
 def test_seamless_runs_on_uint8_and_keeps_far_pixels(d18):
     frame, landmarks = d18
     p = _parts(frame, landmarks)
-    face = blend.warp_to_footprint(_tinted(p.crop), p.matrix, p.box)
-    out = blend.seamless_clone(frame, face, p.mask_in_frame, box=p.box)
+    face = compositing.warp_to_footprint(_tinted(p.crop), p.matrix, p.box)
+    out = compositing.seamless_clone(frame, face, p.mask_in_frame, box=p.box)
     assert out.dtype == np.uint8 and out.shape == frame.shape
     zero = p.full_mask(frame.shape) == 0
     np.testing.assert_array_equal(out[zero], frame[zero])
     inside = p.full_mask(frame.shape) == 1
     assert np.abs(out.astype(int) - frame.astype(int))[inside].mean() > 1
     with pytest.raises(TypeError):
-        blend.seamless_clone(frame.astype(np.float32) / 255, face, p.mask_in_frame, box=p.box)
+        compositing.seamless_clone(frame.astype(np.float32) / 255, face, p.mask_in_frame, box=p.box)

@@ -160,7 +160,7 @@ def test_a_folder_of_other_files_is_not_trained_into(tmp_path, tiny_model):
 
 # -- 4. bounded memory ---------------------------------------------------------------------------------
 def test_mask_memory_is_bounded_by_the_crop_whatever_blur_and_erode_ask():
-    from core.blend import face_mask
+    from core.masks import face_mask
     from core.faces.align import mean_face
 
     points = mean_face() * 256
@@ -194,7 +194,7 @@ def test_resume_with_other_facesets_is_recorded_and_another_seed_refused(tmp_pat
 
 # -- 6. EXR sources are linear whatever the output format ---------------------------------------------------
 def test_an_exr_sequence_swapped_to_png_is_read_as_linear_and_written_as_srgb(tmp_path, tiny_model):
-    from core.color import linear_to_srgb, srgb_to_linear
+    from core.color_management import linear_to_srgb, srgb_to_linear
     from core.media import open_source
 
     plates = tmp_path / "plates"

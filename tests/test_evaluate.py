@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from conftest import VIDEO, events_of, run_cli
 
-from core import blend, cli
+from core import cli, masks
 from core.errors import MediaError
-from core.evaluate import EvaluateSettings, evaluate_clip, model_resolution, pair_frames
+from core.evaluate import EvaluateSettings, evaluate_clip
+from core.evaluate.controls import model_resolution
+from core.evaluate.pairing import pair_frames
 from core.events import Events
 from core.faceset import Faceset
 from core.media import open_source
@@ -223,7 +225,7 @@ def test_shaking_the_frames_adds_the_jitter_it_should(tmp_path, d18_faceset, d19
 
 def test_unmasked_paste_raises_the_seam(tmp_path, monkeypatch, small_model, swap_report, d18_faceset, d19_faceset):
     """The same swap composited through the crop's full square instead of the feathered hull."""
-    monkeypatch.setattr(blend, "face_mask", lambda points, size, **kw: np.ones((size, size), np.float32))
+    monkeypatch.setattr(masks, "face_mask", lambda points, size, **kw: np.ones((size, size), np.float32))
     r = _evaluate(_swap(small_model, tmp_path / "square"), d18_faceset, d19_faceset)
     before, after = swap_report[0]["summary"], r["summary"]
     # The mean-face control goes through the same mask (no model, no training noise): its seam must

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import swap_output
+from core import model_folder
 from core.color_transfers import DEFAULT_COLOR
 from core.atomic import write_atomic
 from core.errors import DeepfakeError
@@ -80,8 +81,8 @@ def check_job(job: ShotJob) -> None:
         info = source.info
     if info.start + info.count - 1 < job.frame_end:
         raise DeepfakeError(f"{job.source} has {info.frame_count} frames: frame {job.frame_end} is not there")
-    if not (job.model / "config.json").is_file():
-        raise DeepfakeError(f"not a model folder (no config.json): {job.model}")
+    if not model_folder.has_config(job.model):
+        raise DeepfakeError(f"not a model folder (no {model_folder.CONFIG}): {job.model}")
     check_output(job.output, job.source, SwapSettings(format="png"))
     if job.movie.suffix.lower() != ".mp4":
         raise DeepfakeError(f"the movie should end in .mp4, not {job.movie.name}")
@@ -133,5 +134,6 @@ def collect(output: Path, start: int, count: int) -> dict[str, Any]:
     return {"output": str(output), "frames": count, "frames_written": 0, "flags": counts,
             "colorspace": colorspace, "direction": record.get("direction"), "model_iteration": record.get("iteration"),
             "ranges": record.get("ranges", []),
-            "output_colorspace": "sRGB" if fmt == "png" and exr_source else colorspace}
+            "output_colorspace": "sRGB" if fmt == "png" and exr_source else colorspace,
+            **swap_output.placed(output, fmt, start, count)}
 

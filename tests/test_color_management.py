@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import VIDEO
 
-from core.color import (
+from core.color_management import (
     BUILTIN_CONFIG,
     ColorConverter,
     ColorError,
@@ -123,16 +123,16 @@ def test_float_network_input_is_clipped_and_back_conversion_keeps_dtype(config, 
 
 
 def test_back_conversion_touches_only_the_masked_pixels(frame_uint8):
-    """Compositing in the source's space through core.blend.composite: a linear float frame
+    """Compositing in the source's space through core.compositing.composite: a linear float frame
     comes back bit-identical wherever the mask is 0, and changed where it is 1."""
-    from core import blend
+    from core import compositing
 
     source = srgb_to_linear(frame_uint8 / 255.0).astype(np.float32)
     conv = get_converter("Linear Rec.709", _blender_config())
     mask = np.zeros(source.shape[:2], np.float32)
     mask[40:80, 40:80] = 1.0
     face = conv.from_network(1.0 - frame_to_network(source, conv))  # stand-in for the network, in the source's space
-    out = blend.composite(source, face, mask)
+    out = compositing.composite(source, face, mask)
     assert np.array_equal(out[mask == 0], source[mask == 0])
     assert not np.allclose(out[mask == 1], source[mask == 1])
 

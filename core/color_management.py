@@ -11,8 +11,8 @@ Two layers:
   space, and composites there, so pixels outside the mask are never converted at all.
 
 Numerics (measured with OCIO 2.6 on Blender 5.0's config and the built-in config, see
-tests/test_color.py): OCIO's sRGB curve is unclamped, the power segment continues above 1.0
-and the linear segment continues below 0.0, so linear -> sRGB -> linear comes back within
+tests/test_color_management.py): OCIO's sRGB curve is unclamped, the power segment continues
+above 1.0 and the linear segment continues below 0.0, so linear -> sRGB -> linear comes back within
 ~1e-6 for values in [-0.1, 1.6] (and ~1e-4 relative further up). That needs exact powers: OCIO's
 default optimisation uses a fast pow approximation whose round trip error is 4e-5 (linear
 Rec.709) to 1.9e-4 (Display P3), so processors are built without OPTIMIZATION_FAST_LOG_EXP_POW.
