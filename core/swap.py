@@ -32,7 +32,7 @@ from core.events import Events
 from core.faces.align import CROP, transform_points
 from core.faces.base import Face
 from core.faces.identity import SAME_PERSON, FaceDescriber, distance
-from core.faceset import Faceset, cached_descriptor
+from core.faceset import ALIGNMENTS, Faceset, cached_descriptor, is_faceset
 from core.media import open_source, source_fingerprint
 from core.model import load_model
 from core.provenance import LabelSettings, Labeller, sequence
@@ -98,7 +98,7 @@ def check_output(out: Path, source: Path, settings: SwapSettings) -> None:
     for folder in (out_r, *out_r.parents):
         if model_folder.is_model(folder):
             raise DeepfakeError(f"output {out} is inside the model folder {folder}: choose another path")
-        if (folder / "alignments.json").is_file():
+        if is_faceset(folder):
             raise DeepfakeError(f"output {out} is inside the faceset {folder}: choose another path")
 
 
@@ -135,7 +135,7 @@ class Swapper:
         if self.settings.face != "identity":
             return
         self.describer = FaceDescriber()
-        folders = [Path(p) for p in self.state.get(f"facesets_{self.own}", []) if (Path(p) / "alignments.json").is_file()]
+        folders = [Path(p) for p in self.state.get(f"facesets_{self.own}", []) if is_faceset(Path(p))]
         if not folders:
             self.events.warning("the facesets this model was trained on are gone; picking the largest face instead")
             self.describer = None
@@ -146,9 +146,9 @@ class Swapper:
         if self.settings.alignments is None:
             return None
         path = self.settings.alignments
-        if path.is_file() and path.name != "alignments.json":
+        if path.is_file() and path.name != ALIGNMENTS:
             raise DeepfakeError(f"--alignments takes a faceset folder or its alignments.json, not {path}")
-        faceset = Faceset.load(path.parent if path.name == "alignments.json" else path, check_crops=False)
+        faceset = Faceset.load(path.parent if path.name == ALIGNMENTS else path, check_crops=False)
         mine = source_fingerprint(info)
         theirs = faceset.source
         if (theirs.get("path"), theirs.get("size"), theirs.get("mtime")) != (mine["path"], mine["size"], mine["mtime"]):

@@ -8,7 +8,6 @@ smoothing.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +17,20 @@ import numpy as np
 from core import face_paste, masks
 from core.color_management import get_converter
 from core.color_transfers import COLOR_TRANSFERS, DEFAULT_COLOR
-from core.errors import DeepfakeError
 from core.faces.align import transform_points
-from core.faceset import Faceset, read_crop
+from core.faceset import Faceset, cached_descriptor, is_faceset, read_crop
 
 MEAN_FACE_CROPS = 200
 
 
-@lru_cache(maxsize=8)
-def _faceset_descriptor(folder: str, mtime: float) -> tuple[float, ...]:
-    from core.faces.identity import FaceDescriber
-    from core.faceset import descriptor
-
-    try:
-        return tuple(descriptor(Path(folder), FaceDescriber()))
-    except ValueError as exc:
-        raise DeepfakeError(str(exc)) from None
-
-
 def identity_of(folder: Path) -> np.ndarray:
-    """Mean dlib descriptor of a faceset (cached per process while alignments.json is unchanged)."""
+    """Mean dlib descriptor of a faceset (the faceset's own cached descriptor, as the swap uses)."""
+    from core.faces.identity import FaceDescriber
+
     path = Path(folder).resolve()
-    alignments = path / "alignments.json"
-    if not alignments.is_file():
+    if not is_faceset(path):
         Faceset.load(path, check_crops=False)  # raises the faceset's own error
-    return np.asarray(_faceset_descriptor(str(path), alignments.stat().st_mtime))
+    return cached_descriptor(path, FaceDescriber())
 
 
 def mean_face(folder: Path, max_crops: int = MEAN_FACE_CROPS) -> np.ndarray:
