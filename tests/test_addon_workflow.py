@@ -285,6 +285,31 @@ def vse_strips(scene) -> list:
     return list(editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all)
 
 
+def test_a_script_gets_a_finished_swap_whether_it_invokes_or_executes(scene, addon, tiny_model, capfd):
+    """`bpy.ops.deepfake.swap('INVOKE_DEFAULT')` from a script in background mode has no event
+    loop to run modal in: it blocks as the executed operator does, and both return FINISHED with
+    the strip placed and no job left running (a script never races a job it cannot see). The
+    core's log lines reach the user as reports, not only its progress."""
+    from blender_deepfake import jobs, vse
+
+    strip = movie_strip(scene, D18, 40, 3, channel=1, frame_start=1)
+    select_only(scene, strip)
+    scene.deepfake.model_folder, scene.deepfake.evaluate = str(tiny_model), False
+    capfd.readouterr()
+    assert bpy.ops.deepfake.swap("INVOKE_DEFAULT") == {"FINISHED"}
+    assert not jobs.running_jobs() and jobs.last_job().state.status == "done"
+    placed = [s for s in vse.all_strips(scene) if s.channel == 2]
+    assert [(s.type, s.frame_final_start, s.frame_final_duration) for s in placed] == \
+        [("IMAGE", strip.frame_final_start, 3)]
+    assert "Info: aligner: dlib" in capfd.readouterr().out  # the core's log line, as an INFO report
+    scene.deepfake.swap_existing = "replace"
+    assert bpy.ops.deepfake.swap("EXEC_DEFAULT") == {"FINISHED"}
+    assert not jobs.running_jobs()
+    assert [s.channel for s in vse.all_strips(scene) if s.type == "IMAGE"] == [2, 3]
+
+
+# Last in the module: it loads a file and factory settings, which leaves the module's `addon`
+# preferences fixture pointing at freed memory (a test after it segfaults in the fixture).
 def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon, tiny_model, tmp_path):
     """Last in this module: it opens another file and resets to factory settings, which frees the
     module's enabled add-on (its preferences object) that the tests above share."""
@@ -324,25 +349,3 @@ def test_headless_one_liner_swaps_a_named_strip_and_renders_an_mp4(scene, addon,
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert refused.returncode == 1 and "no strip named 'no such strip'" in refused.stderr
 
-
-def test_a_script_gets_a_finished_swap_whether_it_invokes_or_executes(scene, addon, tiny_model, capfd):
-    """`bpy.ops.deepfake.swap('INVOKE_DEFAULT')` from a script in background mode has no event
-    loop to run modal in: it blocks as the executed operator does, and both return FINISHED with
-    the strip placed and no job left running (a script never races a job it cannot see). The
-    core's log lines reach the user as reports, not only its progress."""
-    from blender_deepfake import jobs, vse
-
-    strip = movie_strip(scene, D18, 40, 3, channel=1, frame_start=1)
-    select_only(scene, strip)
-    scene.deepfake.model_folder, scene.deepfake.evaluate = str(tiny_model), False
-    capfd.readouterr()
-    assert bpy.ops.deepfake.swap("INVOKE_DEFAULT") == {"FINISHED"}
-    assert not jobs.running_jobs() and jobs.last_job().state.status == "done"
-    placed = [s for s in vse.all_strips(scene) if s.channel == 2]
-    assert [(s.type, s.frame_final_start, s.frame_final_duration) for s in placed] == \
-        [("IMAGE", strip.frame_final_start, 3)]
-    assert "Info: aligner: dlib" in capfd.readouterr().out  # the core's log line, as an INFO report
-    scene.deepfake.swap_existing = "replace"
-    assert bpy.ops.deepfake.swap("EXEC_DEFAULT") == {"FINISHED"}
-    assert not jobs.running_jobs()
-    assert [s.channel for s in vse.all_strips(scene) if s.type == "IMAGE"] == [2, 3]
