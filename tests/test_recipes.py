@@ -128,6 +128,10 @@ def test_pretraining_mistakes_are_refused_and_lose_nothing(tmp_path, d18_faceset
     assert other_layout.returncode == 1 and "DF layout" in other_layout.stderr
     started = run_cli("train", *common, "--model", tmp_path / "pair", "--init", generic)
     assert started.returncode == 0, started.stderr
-    again = run_cli("train", *common, "--model", tmp_path / "pair", "--init", generic)
-    assert again.returncode == 1 and "already holds a model" in again.stderr
+    # The same start again (the add-on passes Start From on every Train) resumes the pair;
+    # another start for a folder that holds a model is refused.
+    again = run_cli("train", *common, "--model", tmp_path / "pair", "--init", generic, "--iterations", 5)
+    assert again.returncode == 0 and "resuming the model in" in again.stderr, again.stderr
+    other = run_cli("train", *common, "--model", tmp_path / "pair", "--init", d18_faceset)
+    assert other.returncode == 1 and f"already holds a model, started from {generic.resolve()}" in other.stderr
     assert (generic / "model.safetensors").read_bytes() == weights
