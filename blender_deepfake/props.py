@@ -56,8 +56,8 @@ class DEEPFAKE_PG_scene(bpy.types.PropertyGroup):
                             description="Train until this iteration (a resumed model continues)")
     init_model: StringProperty(name="Start From", subtype="DIR_PATH", default="",
                                description="A pretrained model (deepfake pretrain) a new model starts from: hours "
-                                           "of training saved. Ignored when the model folder already holds a model "
-                                           "(it resumes)")
+                                           "of training saved. A model folder that already holds a model resumes; "
+                                           "it must have started from this one (or leave it empty)")
     layout: EnumProperty(name="Layout", default="auto", items=[
         ("auto", "Default", "Two decoders for a new model, or the layout of the model it starts from"),
         ("liae", "Shared Decoder (LIAE)", "One decoder for both people (DeepFaceLab's LIAE)"),
