@@ -396,7 +396,7 @@ class Swapper:
                    "model_iteration": self.state.get("iteration"), "preroll": preroll,
                    "frames_read_not_written": len(warm), "ranges": ranges,
                    "output_colorspace": "sRGB" if self.encode_display else converter.colorspace,
-                   **swap_output.placed(self.out, s.format, info.start, info.count)}
+                   **swap_output.placed(self.out, s.format, info.start, info.count, flags)}
         self.events.result(sink.outputs() + [str(swap_output.flags_path(self.out, s.format))], **summary)
         return summary
 

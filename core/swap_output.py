@@ -101,11 +101,11 @@ def describe(out: Path, fmt: str) -> dict[str, Any]:
             "ranges": _valid_ranges(record.get("ranges", [])), "flagged_frames": len(read_flags(out, fmt))}
 
 
-def placed(out: Path, fmt: str, start: int, count: int) -> dict[str, Any]:
+def placed(out: Path, fmt: str, start: int, count: int, flags: dict[int, list[str]] | None = None) -> dict[str, Any]:
     """What a caller needs to show frames start .. start + count - 1 of an output (the add-on's
     image strip and its markers), for a swap's or a farm result's `result` event: the frame files
     in order (none for a movie) and the flagged frames among them with their reasons."""
-    flags = read_flags(out, fmt)
+    flags = read_flags(out, fmt) if flags is None else flags  # the caller's, when it read them already
     files = [frame_name(n, fmt) for n in range(start, start + count)] if fmt != "mp4" else []
     return {"files": files, "first": start, "count": count,
             "flagged": [[f, flags[f]] for f in sorted(flags) if start <= f < start + count]}

@@ -79,7 +79,7 @@ def test_doctor_says_the_core_imports_and_names_what_is_missing(tmp_path):
     done = run_cli("doctor", "--events", "jsonl")
     assert done.returncode == 0, done.stderr
     report = events_of(done.stdout)[-1]
-    assert report["ok"] is True and report["missing"] == [] and report["device"] == "cpu"
+    assert report["ok"] is True and report["missing"] == [] and report["device"] in ("cpu", "cuda", "mps")
     assert report["message"].startswith(f"{CORE_PYTHON}: core and its dependencies import; torch ")
     # An interpreter whose path hides one dependency (a stub package named like it that is not
     # importable as it: find_spec sees nothing once the real one is masked by a None entry).

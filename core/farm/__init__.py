@@ -122,7 +122,8 @@ def collect(output: Path, start: int, count: int) -> dict[str, Any]:
         raise DeepfakeError(f"{len(missing)} of frames {start}..{start + count - 1} are not in {output} yet "
                             f"(from frame {missing[0]}): the farm job is still running, or a chunk failed")
     counts: dict[str, int] = {}
-    for frame, reasons in swap_output.read_flags(output, fmt).items():
+    flags = swap_output.read_flags(output, fmt)
+    for frame, reasons in flags.items():
         if start <= frame < start + count:
             for r in reasons:
                 counts[r] = counts.get(r, 0) + 1
@@ -135,5 +136,5 @@ def collect(output: Path, start: int, count: int) -> dict[str, Any]:
             "colorspace": colorspace, "direction": record.get("direction"), "model_iteration": record.get("iteration"),
             "ranges": record.get("ranges", []),
             "output_colorspace": "sRGB" if fmt == "png" and exr_source else colorspace,
-            **swap_output.placed(output, fmt, start, count)}
+            **swap_output.placed(output, fmt, start, count, flags)}
 
