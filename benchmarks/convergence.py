@@ -171,7 +171,7 @@ def main() -> int:
                    help="override a recipe field, e.g. eye_mouth_priority=30, betas=0.9,0.999, augment.warp=0.12")
     p.add_argument("--layout", default=None, help="df or liae (default: the trainer's, or the --init model's)")
     p.add_argument("--init", type=Path, default=None, help="start from this pretrained model (benchmarks/pretrain.py)")
-    p.add_argument("--reset", default="bottleneck", help="what of --init starts anew: bottleneck or none")
+    p.add_argument("--reset", default="none", help="what of --init starts anew: none or bottleneck")
     p.add_argument("--device", default="cpu", help="cpu or cuda (training; swaps for the clip figures run on the CPU)")
     p.add_argument("--minutes", type=float, default=None, help="stop after the row that passes this much training time")
     p.add_argument("--rebuild-only", action="store_true",

@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--recipe", choices=["v1", "v2"], default=None,
                     help="how a new model trains (core/recipe.py; default v1, a resumed model keeps its own)")
     tr.add_argument("--init", type=Path, default=None, help="start a new model from this pretrained one (`deepfake pretrain`)")
-    tr.add_argument("--reset", choices=["bottleneck", "none"], default="bottleneck",
-                    help="what of the --init model starts anew (default: bottleneck, the dense latent)")
+    tr.add_argument("--reset", choices=["none", "bottleneck"], default="none",
+                    help="what of the --init model starts anew (default: none; bottleneck draws the dense latent anew)")
     _training_options(tr)
 
     pt = steps.add_parser("pretrain", help="train a generic model on many people, for pairs to start from (train --init)")
