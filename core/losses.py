@@ -3,7 +3,9 @@
 The weight map is 1 inside the landmark hull, the recipe's eye/mouth weight on the eyes and mouth
 (where viewers look and where a blurred swap gives itself away) and `BACKGROUND_WEIGHT` outside
 the face, which the swap never shows anyway. The recipe's eye/mouth priority adds an L1 on those
-pixels alone. The mask channel learns the landmark hull.
+pixels alone, and its detail weight an L1 on the bands of a Laplacian pyramid (a weight-free
+detail term: a pixel L1 is mostly paid by the low frequencies, which a blur already matches). The
+mask channel learns the landmark hull.
 """
 from __future__ import annotations
 
@@ -64,6 +66,40 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch
     if priority is not None:
         total = total + (l1 * priority.float()).sum()
     return total / weights.sum().clamp_min(1e-6)
+
+
+DETAIL_LEVELS = 3  # bands at 1, 1/2 and 1/4 of the resolution: at 64 px, detail down to 16 px
+
+
+def _binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    """The 5-tap binomial filter (Burt and Adelson's pyramid kernel), separable, reflect-padded."""
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype) / 16
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, [2, 2, 0, 0], mode="reflect"), k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
+    return F.conv2d(F.pad(x, [0, 0, 2, 2], mode="reflect"), k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
+
+
+def laplacian_bands(x: torch.Tensor, levels: int = DETAIL_LEVELS) -> list[torch.Tensor]:
+    """The band-pass levels of x's Laplacian pyramid, finest first (the low-pass rest is left
+    out: the pixel L1 already holds it)."""
+    bands = []
+    for _ in range(levels):
+        low = _binomial_blur(x)[:, :, ::2, ::2]
+        bands.append(x - F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        x = low
+    return bands
+
+
+def detail_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                levels: int = DETAIL_LEVELS) -> torch.Tensor:
+    """Mean over the pyramid's bands of their L1, weighted by the loss map brought to each band's
+    size: one scalar for the batch, in the units of the pixel L1."""
+    pred, target, weights = pred.float(), target.float(), weights.float()
+    total = pred.new_zeros(())
+    for p, t in zip(laplacian_bands(pred, levels), laplacian_bands(target, levels)):
+        w = F.adaptive_avg_pool2d(weights, p.shape[-2:])
+        total = total + ((p - t).abs().mean(dim=1, keepdim=True) * w).sum() / w.sum().clamp_min(1e-6)
+    return total / levels
 
 
 def mask_loss(pred_mask: torch.Tensor, hull: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,9 @@ class Recipe:
     # the hull's L1 weight. A mouth is a few per cent of the crop, so without it a pixel loss
     # learns the mouth last.
     eye_mouth_priority: float = 30.0
+    # A weight-free detail term: an L1 on the Laplacian pyramid's bands (core.losses.detail_loss),
+    # in units of the hull's L1; 0: none.
+    detail_weight: float = 0.0
     # Every n-th step trains on unwarped inputs (Quick96 feeds every third batch unwarped); 0: never.
     unwarped_every: int = 0
     # Decay of an exponential moving average of the weights; 0: none. With one, the saved model

@@ -33,7 +33,7 @@ from core.errors import DeepfakeError
 from core.events import Events
 from core import model_folder
 from core.atomic import write_atomic
-from core.losses import mask_loss, reconstruction_loss, weight_map
+from core.losses import detail_loss, mask_loss, reconstruction_loss, weight_map
 from core.model import (LAYOUTS, PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights,
                         load_model, param_count, save_model)
 from core.recipe import DEFAULT as DEFAULT_RECIPE, V1, Recipe
@@ -118,8 +118,11 @@ def identity_loss(rgb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, m
                   recipe: Recipe) -> torch.Tensor:
     hull, eyes_mouth = maps[:, :1], maps[:, 1:]
     priority = eyes_mouth * recipe.eye_mouth_priority if recipe.eye_mouth_priority else None
-    return (reconstruction_loss(rgb, target, weight_map(hull, eyes_mouth, recipe.eye_mouth_weight), priority)
-            + mask_loss(mask, hull))
+    weights = weight_map(hull, eyes_mouth, recipe.eye_mouth_weight)
+    loss = reconstruction_loss(rgb, target, weights, priority) + mask_loss(mask, hull)
+    if recipe.detail_weight:
+        loss = loss + recipe.detail_weight * detail_loss(rgb, target, weights)
+    return loss
 
 
 class Trainer:

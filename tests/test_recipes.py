@@ -22,7 +22,8 @@ from core.train import INIT_RESETS, pretrain, train
 
 QUIET = Events(jsonl=True, out=open(os.devnull, "w"))
 # Every knob of a recipe away from its plain value, so that a resume which lost one shows.
-BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3, ema=0.99)
+BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3, ema=0.99,
+                           detail_weight=1.0)
 
 
 def _differing(x: Path, y: Path) -> list[str]:
@@ -135,3 +136,30 @@ def test_pretraining_mistakes_are_refused_and_lose_nothing(tmp_path, d18_faceset
     other = run_cli("train", *common, "--model", tmp_path / "pair", "--init", d18_faceset)
     assert other.returncode == 1 and f"already holds a model, started from {generic.resolve()}" in other.stderr
     assert (generic / "model.safetensors").read_bytes() == weights
+
+
+def test_the_detail_term_sees_a_blur_that_the_pixel_loss_ranks_like_a_tone_shift(d18_faceset):
+    """The detail term's reason to exist: a blurred face and a face shifted in tone, at the same
+    pixel L1 from the real one, are equal to the pixel loss and not to the detail term, which only
+    the blur pays (a uniform shift has no band-pass content)."""
+    import cv2
+    import numpy as np
+
+    from core.faceset import Faceset, read_crop
+    from core.losses import detail_loss
+
+    _, face = Faceset.load(d18_faceset).spread_faces(1)[0]
+    crop = cv2.resize(read_crop(d18_faceset / face.file), (64, 64), interpolation=cv2.INTER_AREA)
+    real = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+    blurred = torch.from_numpy(cv2.GaussianBlur(crop, (0, 0), 1.5)).permute(2, 0, 1)[None].float() / 255
+    shifted = (real + (blurred - real).abs().mean()).clamp(0, 1)
+    weights = torch.ones(1, 1, 64, 64)
+    assert float((blurred - real).abs().mean()) == pytest.approx(float((shifted - real).abs().mean()), rel=0.1)
+    assert float(detail_loss(real, real, weights)) == 0.0
+    assert float(detail_loss(blurred, real, weights)) > 5 * float(detail_loss(shifted, real, weights))
+    # Weighted like the pixel loss: outside a zero-weight region the term sees nothing.
+    hull = torch.zeros(1, 1, 64, 64)
+    hull[..., 16:48, 16:48] = 1
+    outside = real.clone()
+    outside[..., :8, :] = blurred[..., :8, :]
+    assert float(detail_loss(outside, real, hull)) < 0.05 * float(detail_loss(outside, real, weights))
