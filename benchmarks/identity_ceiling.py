@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 RESOLUTIONS = (64, 128)
 
 
-def ceiling(pair: str, cache: Path) -> dict[str, tuple[float, float]]:
+def ceiling(pair: str, cache: Path) -> dict[str, tuple[float, float, int]]:
     from concurrent.futures import ThreadPoolExecutor
 
     from convergence import PAIRS, VIDEO, faceset, held_out_range

@@ -157,7 +157,7 @@ def test_the_detail_term_sees_a_blur_that_the_pixel_loss_ranks_like_a_tone_shift
     assert float((blurred - real).abs().mean()) == pytest.approx(float((shifted - real).abs().mean()), rel=0.1)
     assert float(detail_loss(real, real, weights)) == 0.0
     assert float(detail_loss(blurred, real, weights)) > 5 * float(detail_loss(shifted, real, weights))
-    # Weighted like the pixel loss: outside a zero-weight region the term sees nothing.
+    # Weighted like the pixel loss: a change where the weight is zero is (nearly) not seen.
     hull = torch.zeros(1, 1, 64, 64)
     hull[..., 16:48, 16:48] = 1
     outside = real.clone()
