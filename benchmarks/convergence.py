@@ -12,7 +12,9 @@ of the inter-ocular distance), descriptor distance to B beside the mean-face con
 retrieval, detail kept (beside the resolution control's: the source's face through the model's
 resolution, a perfect model of that size); the same figures for A's held-out frames rebuilt A->A (the model with B's
 decoder replaced by A's own: what it can carry, against which the swap's figures show how much of
-it reaches B); and rebuild SSIM / PSNR of both identities' held-out faces against the untrained
+it reaches B); B's own held-out frames rebuilt by B's decoder, their distance to B beside B's
+mean face pasted there (what B's decoder can paint, against which the swap's distance shows how
+much A's code reaches); and rebuild SSIM / PSNR of both identities' held-out faces against the untrained
 model. Iterations, wall seconds and training samples/s go with every row, so recipes are
 compared at equal iterations and at equal wall time, in one run on one machine.
 
@@ -76,18 +78,20 @@ def rebuild_model(model: Path, out: Path) -> Path:
     return out
 
 
-def swap_and_evaluate(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, swapped: Path) -> dict:
+def swap_and_evaluate(model: Path, clip: Path, fs_a: Path, fs_b: Path, swapped: Path) -> dict:
+    """The clip's held-out frames swapped a2b and evaluated. On B's own clip that is B rebuilt by
+    its own decoder (the encoder is shared), judged like a swap against B's mean face there."""
     from core.evaluate import EvaluateSettings, evaluate_clip
     from core.swap import SwapSettings, swap
 
-    start, count = held_out_range(clip_a)
+    start, count = held_out_range(clip)
     # preroll=0: the held-out frames start cold, as every table of docs/TRAINING.md measured them
-    swap(clip_a, model, swapped, SwapSettings(start=start, count=count, aligner="dlib", device="cpu", preroll=0,
-                                              existing="replace"), quiet())
-    return evaluate_clip(clip_a, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())["summary"]
+    swap(clip, model, swapped, SwapSettings(start=start, count=count, aligner="dlib", device="cpu", preroll=0,
+                                            existing="replace"), quiet())
+    return evaluate_clip(clip, swapped, fs_a, fs_b, EvaluateSettings(start=start, count=count), quiet())["summary"]
 
 
-def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int,
+def measure(model: Path, clip_a: Path, clip_b: Path, fs_a: Path, fs_b: Path, work: Path, iteration: int,
             rebuild_only: bool = False) -> dict:
     from core.evaluate import evaluate_model
 
@@ -99,6 +103,10 @@ def measure(model: Path, clip_a: Path, fs_a: Path, fs_b: Path, work: Path, itera
                                          "identity_distance_target", "identity_retrieval", "detail")
            for v in ("swap", "control", "resolution") if v in s[k]}
     row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "detail")}
+    # B's identity as B's decoder paints it from B's own code: beside the swap's (A's code), it
+    # tells what the decoder cannot render (capacity) from what A's code does not reach (alignment).
+    own_b = swap_and_evaluate(model, clip_b, fs_a, fs_b, work / "rebuild_b")["identity_distance_target"]
+    row |= {"identity_distance_b_rebuild": own_b["swap"], "identity_distance_b_rebuild_control": own_b["control"]}
     row = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}  # NaN: not measured
     return row | rebuild_figures(evaluate_model(model, [fs_a], [fs_b], quiet()))
 
@@ -143,7 +151,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     panels = (("mouth / eye correlation", ("mouth_correlation_swap", "mouth_correlation_control",
                                            "mouth_correlation_rebuild", "eye_correlation_swap")),
-              ("distance to B (lower is B)", ("identity_distance_target_swap", "identity_distance_target_control")),
+              ("distance to B (lower is B)", ("identity_distance_target_swap", "identity_distance_target_control",
+                                              "identity_distance_b_rebuild")),
               ("landmark error / IOD", ("landmark_error_swap",)),
               ("held-out rebuild SSIM", ("ssim_a", "ssim_b", "ssim_a_untrained")))
     for ax, (name, keys) in zip(axes, panels):
@@ -213,7 +222,7 @@ def main() -> int:
         wall += time.monotonic() - t0
         row = {"iteration": target, "wall_s": round(wall, 1), "samples_per_s": summary["samples_per_s"],
                "threads": torch.get_num_threads(), "device": args.device,
-               **measure(model, clip_a, fs_a, fs_b, out, target, args.rebuild_only)}
+               **measure(model, clip_a, clip_b, fs_a, fs_b, out, target, args.rebuild_only)}
         row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         rows.append(row)
         layout = load_config(model).layout

@@ -38,6 +38,9 @@ class Recipe:
     # A weight-free detail term: an L1 on the Laplacian pyramid's bands (core.losses.detail_loss),
     # in units of the hull's L1; 0: none.
     detail_weight: float = 0.0
+    # Weight of a term that draws A's and B's codes into one distribution (core.losses.
+    # latent_match_loss), in units of the hull's L1; 0: none. DF layout only.
+    latent_match: float = 0.0
     # Every n-th step trains on unwarped inputs (Quick96 feeds every third batch unwarped); 0: never.
     unwarped_every: int = 0
     # Decay of an exponential moving average of the weights; 0: none. With one, the saved model

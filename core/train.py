@@ -33,7 +33,7 @@ from core.errors import DeepfakeError
 from core.events import Events
 from core import model_folder
 from core.atomic import write_atomic
-from core.losses import detail_loss, mask_loss, reconstruction_loss, weight_map
+from core.losses import detail_loss, latent_match_loss, mask_loss, reconstruction_loss, weight_map
 from core.model import (LAYOUTS, PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights,
                         load_model, param_count, save_model)
 from core.recipe import DEFAULT as DEFAULT_RECIPE, V1, Recipe
@@ -102,7 +102,7 @@ class TrainStep(nn.Module):
         latent = self.model.encode(torch.cat([a, b]))
         rgb_a, mask_a = self.model.decode(latent[: len(a)], "a")
         rgb_b, mask_b = self.model.decode(latent[len(a):], "b")
-        return rgb_a, mask_a, rgb_b, mask_b
+        return rgb_a, mask_a, rgb_b, mask_b, latent
 
 
 def _device_tensors(data: IdentityFaces, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,6 +162,11 @@ class Trainer:
                 raise DeepfakeError(f"the model in {settings.model_dir} was started with recipe {self.recipe.name!r} "
                                     f"({differ}); a resumed model keeps its recipe: drop the recipe option, or train "
                                     "a new model in another folder")
+        if self.recipe.latent_match and self.config.layout != "df":
+            # LIAE's shared features are meant to carry identity into B's inter block: drawing A's
+            # and B's together there would take away what the layout is for.
+            raise DeepfakeError(f"recipe option latent_match is for the DF layout; this model is "
+                                f"{self.config.layout.upper()}: set it to 0, or train a DF model")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.recipe.learning_rate, betas=self.recipe.betas)
         self.sample_rng = torch.Generator().manual_seed(seed * 1000 + self.rank)
         self.augment_rng = torch.Generator(device=self.device).manual_seed(seed * 1000 + 500 + self.rank)
@@ -373,9 +378,13 @@ class Trainer:
         if self.channels_last:
             in_a, in_b = in_a.contiguous(memory_format=torch.channels_last), in_b.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            rgb_a, mask_a, rgb_b, mask_b = self.step_module(in_a, in_b) if not dry_run else TrainStep(self.model)(in_a, in_b)
+            rgb_a, mask_a, rgb_b, mask_b, latent = (self.step_module(in_a, in_b) if not dry_run else
+                                                    TrainStep(self.model)(in_a, in_b))
         loss_a = identity_loss(rgb_a, mask_a, target_a, tmaps_a, recipe)
         loss_b = identity_loss(rgb_b, mask_b, target_b, tmaps_b, recipe)
+        if recipe.latent_match:  # shared by both sides; halved so the logged sum counts it once
+            match = recipe.latent_match * latent_match_loss(latent[:batch], latent[batch:]) / 2
+            loss_a, loss_b = loss_a + match, loss_b + match
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss_a + loss_b).backward()
         if dry_run:
