@@ -37,7 +37,9 @@ def test_resume_is_bit_identical_for_every_layout_and_precision(tmp_path, d18_fa
     """bf16 autocast and channels_last are the CUDA path; on the CPU they run the same code, at
     about 5 s an iteration here (no bf16 arithmetic on this CPU), hence fewer iterations: the
     resume then falls inside the recipe's warm-up (4), which it must also continue exactly."""
-    kw = {"layout": layout, "recipe": BUSY, "precision": precision}
+    # latent_match is a DF option (LIAE refuses it), so only the DF case carries it.
+    recipe = dataclasses.replace(BUSY, latent_match=1.0) if layout == "df" else BUSY
+    kw = {"layout": layout, "recipe": recipe, "precision": precision}
     half = 6 if precision == "fp32" else 3
     train(_settings(d18_faceset, d19_faceset, tmp_path / "resumed", half, **kw), QUIET)
     train(_settings(d18_faceset, d19_faceset, tmp_path / "resumed", 2 * half, **kw), QUIET)
@@ -48,7 +50,7 @@ def test_resume_is_bit_identical_for_every_layout_and_precision(tmp_path, d18_fa
     assert config.layout == layout
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never stores bf16 weights
     state = json.loads((tmp_path / "resumed" / "state.json").read_text())
-    assert Recipe.from_json(state["recipe"]) == BUSY
+    assert Recipe.from_json(state["recipe"]) == recipe
     # The saved model is the average (what swaps use); the raw weights ride along, and differ.
     tensors = _tensors(tmp_path / "resumed")
     averaged = [k for k in tensors if k.startswith("model.") and k.endswith("weight")]
@@ -163,3 +165,32 @@ def test_the_detail_term_sees_a_blur_that_the_pixel_loss_ranks_like_a_tone_shift
     outside = real.clone()
     outside[..., :8, :] = blurred[..., :8, :]
     assert float(detail_loss(outside, real, hull)) < 0.05 * float(detail_loss(outside, real, weights))
+
+
+def test_the_latent_match_term_tells_two_distributions_apart_at_any_scale_and_pulls_them_together():
+    """What latent_match rests on (known signals, no model): two draws of one distribution score
+    about 0, a shift of a third of a standard deviation in every direction scores far above that,
+    the figure does not change when every code shrinks (the kernels follow the median distance,
+    so the encoder cannot lower the term by making its codes small), and its gradient moves B's
+    codes towards A's."""
+    from core.losses import latent_match_loss
+
+    g = torch.Generator().manual_seed(3)
+    a, a2, b = (torch.randn(16, 256, generator=g) for _ in range(3))
+    b = b + 0.33
+    same, shifted = float(latent_match_loss(a, a2)), float(latent_match_loss(a, b))
+    assert abs(same) < 0.02 and shifted > 0.05 and shifted > 5 * abs(same)
+    assert float(latent_match_loss(a * 0.01, b * 0.01)) == pytest.approx(shifted, rel=1e-3)
+    b = b.requires_grad_()
+    latent_match_loss(a, b).backward()
+    step = b.grad / b.grad.square().mean().sqrt()  # one step of 0.1 RMS per element, downhill
+    moved = (b - 0.1 * step).detach()
+    assert float((moved.mean() - a.mean()).abs()) < 0.9 * float((b.detach().mean() - a.mean()).abs())
+    assert float(latent_match_loss(a, moved)) < 0.5 * shifted
+
+
+def test_latent_match_in_the_liae_layout_is_refused_before_anything_is_written(tmp_path, d18_faceset, d19_faceset):
+    recipe = dataclasses.replace(V1, name="matched", latent_match=1.0)
+    with pytest.raises(DeepfakeError, match="latent_match is for the DF layout"):
+        train(_settings(d18_faceset, d19_faceset, tmp_path / "liae", 2, layout="liae", recipe=recipe), QUIET)
+    assert not (tmp_path / "liae").exists()
