@@ -1,6 +1,7 @@
 """Markdown table of convergence.json runs (benchmarks/convergence.py), for docs/TRAINING.md.
 
     .venv/bin/python benchmarks/convergence_table.py runs/old_hdtf runs/new_hdtf [--every 500]
+    .venv/bin/python benchmarks/convergence_table.py docs/convergence/baseline_hdtf.json ...
 
 One row per measured iteration and run; then, per run, the mean of the last three rows, since
 one checkpoint's mouth correlation over ~40 held-out frames swings by +-0.3 from one row to the next.
@@ -19,6 +20,7 @@ COLUMNS = [("it", "iteration", "{}"), ("wall s", "wall_s", "{:.0f}"),
            ("dist. to B swap", "identity_distance_target_swap", "{:.3f}"),
            ("(control)", "identity_distance_target_control", "{:.3f}"),
            ("retrieval", "identity_retrieval_swap", "{:.2f}"),
+           ("B rebuilt: dist. to B", "identity_distance_b_rebuild", "{:.3f}"),
            ("detail swap (resolution)", ("detail_swap", "detail_resolution"), "{:.2f}"),
            ("SSIM A / B", ("ssim_a", "ssim_b"), "{:.3f}")]
 
@@ -46,7 +48,10 @@ def main() -> None:
     print("| run | " + " | ".join(name for name, _, _ in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for run in args.runs:
-        rows = json.loads((run / "convergence.json").read_text())["rows"]
+        # A run folder, or a convergence JSON copied out of one (docs/convergence/NAME.json).
+        path = run if run.suffix == ".json" else run / "convergence.json"
+        rows = json.loads(path.read_text())["rows"]
+        run = run.with_suffix("") if run.suffix == ".json" else run
         shown = [r for r in rows if not args.every or r["iteration"] % args.every == 0]
         extra = [mean_row(rows[-3:])] if len(rows) >= 3 else []
         for r in shown + extra:
