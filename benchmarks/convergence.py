@@ -175,7 +175,7 @@ def main() -> int:
     p.add_argument("--preset", default="small")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe", default="v2", help="a named recipe (core.recipe.RECIPES) to start from")
+    p.add_argument("--recipe", default=None, help="a named recipe (core.recipe.RECIPES) to start from (default: the trainer's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. eye_mouth_priority=30, betas=0.9,0.999, augment.warp=0.12")
     p.add_argument("--layout", default=None, help="df or liae (default: the trainer's, or the --init model's)")
@@ -192,9 +192,10 @@ def main() -> int:
     import torch
 
     from core.model import load_config
+    from core.recipe import DEFAULT
     from core.train import TrainSettings, train
 
-    recipe = make_recipe(args.recipe, args.set)
+    recipe = make_recipe(args.recipe or DEFAULT.name, args.set)
     layout = args.layout
 
     out = args.out.absolute()

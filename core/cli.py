@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of each faceset's last frames kept out of training, 0..0.9 (default 0; a resumed model keeps its own)")
     tr.add_argument("--layout", choices=["df", "liae"], default=None,
                     help="df: a decoder per person (default, or the --init model's); liae: one shared decoder")
-    tr.add_argument("--recipe", choices=["v1", "v2"], default=None,
-                    help="how a new model trains (core/recipe.py; default v1, a resumed model keeps its own)")
+    tr.add_argument("--recipe", choices=["v1", "v2", "v3"], default=None,
+                    help="how a new model trains (core/recipe.py; default v3, a resumed model keeps its own)")
     tr.add_argument("--init", type=Path, default=None, help="start a new model from this pretrained one (`deepfake pretrain`)")
     tr.add_argument("--reset", choices=["none", "bottleneck"], default="none",
                     help="what of the --init model starts anew (default: none; bottleneck draws the dense latent anew)")
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--model", type=Path, required=True, help="model folder: created, or resumed if it exists")
     pt.add_argument("--preset", choices=["small", "standard", "large"], default="small")
     pt.add_argument("--layout", choices=["df", "liae"], default=None, help="default: df")
-    pt.add_argument("--recipe", choices=["v1", "v2"], default=None, help="default: v1")
+    pt.add_argument("--recipe", choices=["v1", "v2", "v3"], default=None, help="default: v3")
     pt.add_argument("--iterations", type=number(int, 1, 10**9), default=10000, help="train until this iteration")
     pt.add_argument("--batch-size", type=number(int, 1, 512), default=None)
     _device_options(pt)

@@ -3,9 +3,10 @@
 A recipe is fixed when a model is made and stored in its training state, so a resumed model
 trains on exactly as it started (resume stays bit-identical) and a model folder says how it was
 made. `RECIPES` holds the named ones: "v1" is what every model before recipes were recorded was
-trained with, and still the default; "v2" (Adam betas (0.9, 0.999), the rate scaled with the
-batch, the eyes-and-mouth priority) is an option: benchmarks/convergence.py measured it better on
-one pair and worse on the other (docs/TRAINING.md).
+trained with; "v2" (Adam betas (0.9, 0.999), the rate scaled with the batch, the eyes-and-mouth
+priority) is an option: benchmarks/convergence.py measured it better on one pair and worse on the
+other; "v3" is v1 at four times the learning rate, the default: it won on both pairs
+(docs/TRAINING.md).
 """
 from __future__ import annotations
 
@@ -94,6 +95,11 @@ class Recipe:
 # optimiser; warp 2 % of the crop; eyes and mouth 3x).
 V1 = Recipe(name="v1", betas=(0.5, 0.999), scale_with_batch=False, eye_mouth_priority=0.0)
 V2 = Recipe()
-RECIPES: dict[str, Recipe] = {"v1": V1, "v2": V2}
-# v2 won on d18 and lost on hdtf (docs/TRAINING.md): the rule is that a default wins on both pairs.
-DEFAULT = V1
+# v1 at 2e-4: faceswap's and DeepFaceLab's 5e-5 is a rate for runs of 10^5 iterations and more; at
+# the thousands a CPU (or an evening on a GPU) gives, four times that rate reached B's identity on
+# both test pairs where 5e-5 did not. The rate is not scaled with the batch (unmeasured: a CUDA
+# batch of 128 takes better-estimated steps at the same rate).
+V3 = dataclasses.replace(V1, name="v3", learning_rate=2e-4)
+RECIPES: dict[str, Recipe] = {"v1": V1, "v2": V2, "v3": V3}
+# The rule is that a default wins on both pairs: v2 won on d18 and lost on hdtf; v3 won on both.
+DEFAULT = V3
