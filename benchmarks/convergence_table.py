@@ -49,13 +49,13 @@ def main() -> None:
     print("|---" * (len(COLUMNS) + 1) + "|")
     for run in args.runs:
         # A run folder, or a convergence JSON copied out of one (docs/convergence/NAME.json).
-        path = run if run.suffix == ".json" else run / "convergence.json"
-        rows = json.loads(path.read_text())["rows"]
-        run = run.with_suffix("") if run.suffix == ".json" else run
+        copied = run.suffix == ".json"
+        rows = json.loads((run if copied else run / "convergence.json").read_text())["rows"]
+        name = run.stem if copied else run.name
         shown = [r for r in rows if not args.every or r["iteration"] % args.every == 0]
         extra = [mean_row(rows[-3:])] if len(rows) >= 3 else []
         for r in shown + extra:
-            print(f"| {run.name} | " + " | ".join(cell(r, key, fmt) for _, key, fmt in COLUMNS) + " |")
+            print(f"| {name} | " + " | ".join(cell(r, key, fmt) for _, key, fmt in COLUMNS) + " |")
 
 
 if __name__ == "__main__":
