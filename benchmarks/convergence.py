@@ -99,10 +99,11 @@ def measure(model: Path, clip_a: Path, clip_b: Path, fs_a: Path, fs_b: Path, wor
         return rebuild_figures(evaluate_model(model, [fs_a], [fs_b], quiet()))
     s = swap_and_evaluate(model, clip_a, fs_a, fs_b, work / f"swap_{iteration:06d}")
     r = swap_and_evaluate(rebuild_model(model, work / "rebuild_model"), clip_a, fs_a, fs_b, work / "rebuild")
-    row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
-                                         "identity_distance_target", "identity_retrieval", "detail")
+    row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "landmark_offset",
+                                         "landmark_tracking", "identity_distance_target", "identity_retrieval", "detail")
            for v in ("swap", "control", "resolution") if v in s[k]}
-    row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "detail")}
+    row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
+                                                   "landmark_offset", "landmark_tracking", "detail")}
     # B's identity as B's decoder paints it from B's own code: beside the swap's (A's code), it
     # tells what the decoder cannot render (capacity) from what A's code does not reach (alignment).
     own_b = swap_and_evaluate(model, clip_b, fs_a, fs_b, work / "rebuild_b")["identity_distance_target"]
@@ -153,7 +154,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                                            "mouth_correlation_rebuild", "eye_correlation_swap")),
               ("distance to B (lower is B)", ("identity_distance_target_swap", "identity_distance_target_control",
                                               "identity_distance_b_rebuild")),
-              ("landmark error / IOD", ("landmark_error_swap",)),
+              ("landmark error / IOD", ("landmark_error_swap", "landmark_offset_swap", "landmark_tracking_swap",
+                                        "landmark_error_control")),
               ("held-out rebuild SSIM", ("ssim_a", "ssim_b", "ssim_a_untrained")))
     for ax, (name, keys) in zip(axes, panels):
         for key in keys:

@@ -28,6 +28,8 @@ CLIP_ROWS = (
     ("identity_distance_original", "identity: distance to the original's mean descriptor", "", "higher"),
     ("identity_retrieval", "identity retrieval: frames closer to the target", "%", "higher"),
     ("landmark_error", "landmark error vs the source (of inter-ocular distance)", "%", "lower"),
+    ("landmark_offset", "landmark error: the part the same on every frame (face shape; a swap changes some)", "%", "lower"),
+    ("landmark_tracking", "landmark error: the part varying frame to frame (pose, expression not followed)", "%", "lower"),
     ("mouth_correlation", "mouth opening follows the source (correlation)", "", "higher"),
     ("eye_correlation", "eye opening follows the source (correlation)", "", "higher"),
     ("mouth_gain", "mouth opening follows the source (gain: share of its change)", "", "higher"),

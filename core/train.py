@@ -33,6 +33,7 @@ from core.errors import DeepfakeError
 from core.events import Events
 from core import model_folder
 from core.atomic import write_atomic
+from core.head_turn import uncovered_turns_warning
 from core.losses import detail_loss, latent_match_loss, mask_loss, reconstruction_loss, weight_map
 from core.model import (LAYOUTS, PRESETS, FaceSwapModel, ModelConfig, build_model, config_from_weights,
                         load_model, param_count, save_model)
@@ -409,6 +410,10 @@ class Trainer:
             self.events.log(f"training {self.config.preset} ({self.config.resolution} px) on {self.device}: "
                             f"{len(self.train_a)} faces A, {len(self.train_b)} faces B, batch {batch} + {batch}"
                             f"{f' x {self.world} processes' if self.world > 1 else ''}, iterations {start_iteration} -> {total}")
+            if not self.settings.pretrain:
+                turned = uncovered_turns_warning(self.settings.facesets_a, self.settings.facesets_b)
+                if turned is not None:
+                    self.events.warning(turned)
         self.model.train()
         t0 = time.monotonic()
         sum_a = torch.zeros((), device=self.device)

@@ -197,23 +197,32 @@ def test_source_as_swap_drops_retrieval_to_the_baseline(swap_report, self_report
     assert swap_s["identity_retrieval"]["control"] == 1.0
 
 
+def _shifted(folder: Path, shift_of) -> Path:
+    """The source's own frames, frame k moved by shift_of(k) = (dx, dy) px, written as a swap."""
+    folder.mkdir()
+    with open_source(D18, START, COUNT) as source:
+        for k, (index, frame) in enumerate(source):
+            dx, dy = shift_of(k)
+            moved = cv2.warpAffine(frame, np.float64([[1, 0, dx], [0, 1, dy]]), frame.shape[1::-1],
+                                   borderMode=cv2.BORDER_REPLICATE)
+            _write(folder / f"frame_{index:06d}.png", moved)
+    return folder
+
+
+def _inter_ocular(d18_faceset: Path) -> np.ndarray:
+    return np.array([np.linalg.norm(np.subtract(f[0].landmarks[45], f[0].landmarks[36]))
+                     for k, f in sorted(Faceset.load(d18_faceset, check_crops=False).frames.items()) if k in FRAMES])
+
+
 def test_shaking_the_frames_adds_the_jitter_it_should(tmp_path, d18_faceset, d19_faceset):
     """The source's own frames shaken by a known alternating shift of (+8, +8) / (-8, -8) px, evaluated
     as the swap: no model is involved, so the figure is the same on every machine. The second
     difference of the shift is 32 px per axis (45.3 px), so the shaken jitter must exceed the
     source's, measured in the same report, by about 45.3 px over the inter-ocular distance."""
-    shaken = tmp_path / "shaken"
-    shaken.mkdir()
-    with open_source(D18, START, COUNT) as source:
-        for k, (index, frame) in enumerate(source):
-            d = 8 if k % 2 == 0 else -8
-            moved = cv2.warpAffine(frame, np.float64([[1, 0, d], [0, 1, d]]), frame.shape[1::-1],
-                                   borderMode=cv2.BORDER_REPLICATE)
-            _write(shaken / f"frame_{index:06d}.png", moved)
+    shaken = _shifted(tmp_path / "shaken", lambda k: (8, 8) if k % 2 == 0 else (-8, -8))
     r = _evaluate(shaken, d18_faceset, d19_faceset)
     s = r["summary"]
-    iod = np.array([np.linalg.norm(np.subtract(f[0].landmarks[45], f[0].landmarks[36]))
-                    for k, f in sorted(Faceset.load(d18_faceset, check_crops=False).frames.items()) if k in FRAMES])
+    iod = _inter_ocular(d18_faceset)
     expected = float(np.mean(np.hypot(32, 32) / iod))
     added = s["jitter"]["swap"] - s["jitter"]["source"]
     # dlib re-fits landmarks on the moved faces (its boxes snap to a grid), so the added jitter is
@@ -221,6 +230,25 @@ def test_shaking_the_frames_adds_the_jitter_it_should(tmp_path, d18_faceset, d19
     # thread or training noise reaches this figure); 0.8-1.2 is the bound.
     assert 0.8 * expected < added < 1.2 * expected, (added, expected, s["jitter"])
     assert s["untouched_changed"]["swap"] > 0.05  # the whole frame moved
+    # The shift averages out over the frames, so the landmark error is all in the varying part
+    # (measured: varying 0.97, constant 0.05 of the shift).
+    moved = float(np.mean(np.hypot(8, 8) / iod))
+    assert 0.8 * moved < s["landmark_tracking"]["swap"] < 1.2 * moved, (s["landmark_tracking"], moved)
+    assert s["landmark_offset"]["swap"] < 0.3 * moved, (s["landmark_offset"], moved)
+    assert s["landmark_offset"]["source"] == 0 and s["landmark_tracking"]["source"] == 0
+
+
+def test_a_constant_shift_is_an_offset_not_a_tracking_error(tmp_path, d18_faceset, d19_faceset):
+    """The same frames all moved by (+8, +8) px: as large a landmark error as the shaken frames', but
+    the same on every frame, as a swap's face shape is; the split puts it in the constant part.
+    Beside the shaken frames' figures this is what tells a swap that paints B's face shape (or B's
+    habitual head turn) from one that does not follow the source's pose and expression."""
+    s = _evaluate(_shifted(tmp_path / "shifted", lambda k: (8, 8)), d18_faceset, d19_faceset)["summary"]
+    moved = float(np.mean(np.hypot(8, 8) / _inter_ocular(d18_faceset)))
+    # Measured: error 1.02, constant 1.01, varying 0.11 of the shift (dlib's re-fit on moved faces).
+    assert 0.8 * moved < s["landmark_error"]["swap"] < 1.2 * moved, (s["landmark_error"], moved)
+    assert 0.8 * moved < s["landmark_offset"]["swap"] < 1.2 * moved, (s["landmark_offset"], moved)
+    assert s["landmark_tracking"]["swap"] < 0.3 * moved, (s["landmark_tracking"], moved)
 
 
 def test_unmasked_paste_raises_the_seam(tmp_path, monkeypatch, small_model, swap_report, d18_faceset, d19_faceset):

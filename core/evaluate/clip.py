@@ -36,7 +36,8 @@ from core.errors import DeepfakeError
 from core.evaluate.controls import identity_of, mean_face, model_resolution, paste_face, resampled_face
 from core.evaluate.measures import (
     BAND, CHANGED_LEVEL, MARGIN, FaceGeometry, ViewSeries, _correlation, _disk, _gain, _grey, _mean, _ratio,
-    _retrieval, _temporal, gradient_energy, laplacian_energy, openings, painted_region, untouched,
+    _retrieval, _temporal, gradient_energy, landmark_offset_and_tracking, laplacian_energy,
+    openings, painted_region, untouched,
 )
 from core.evaluate.pairing import Pairing, pair_frames, swap_record
 from core.events import Events
@@ -235,6 +236,9 @@ class ClipEvaluator:
         row("identity_distance_original", lambda v: _mean(s[v][org]))
         row("identity_retrieval", lambda v: _retrieval(s[v][tgt], s[v][org]))
         row("landmark_error", lambda v: _mean(s[v]["landmark_error"]))
+        split = {v: landmark_offset_and_tracking(s[v].landmarks, s["source"].landmarks, self.iod) for v in VIEWS}
+        row("landmark_offset", lambda v: split[v][0])
+        row("landmark_tracking", lambda v: split[v][1])
         row("mouth_correlation", lambda v: _correlation(s[v]["mouth"], src_mouth))
         row("eye_correlation", lambda v: _correlation(s[v]["eyes"], src_eyes))
         row("mouth_gain", lambda v: _gain(s[v]["mouth"], src_mouth))

@@ -239,6 +239,32 @@ def _temporal(series: ViewSeries, iod: np.ndarray, frames: list[int]) -> None:
                 series["jitter"][t] = float(np.linalg.norm(a - 2 * b + c, axis=1).mean() / iod[t])
 
 
+def landmark_offset_and_tracking(view: list[np.ndarray | None], source: list[np.ndarray | None],
+                                 iod: np.ndarray) -> tuple[float, float]:
+    """(offset, tracking): the landmark error against the source split into the part that is the
+    same on every frame and the part that varies. A swap is meant to move some landmarks by a
+    constant amount (B's nose and jaw are not A's: a face shape, or a head turn B's decoder keeps),
+    while a swap that does not follow the source's pose and expression moves them differently on
+    every frame; one error figure cannot tell the two apart. Differences are taken in each source
+    face's eye-line frame, so a head that rolls does not turn a constant offset into a varying one,
+    and in units of the inter-ocular distance. Each is a mean over the 68 points of a distance, so
+    the two do not add up to the landmark error."""
+    diffs = []
+    for lm, src, d in zip(view, source, iod):
+        if lm is None or src is None or not np.isfinite(d):
+            continue
+        axis = src[OUTER_EYE_CORNERS[1]] - src[OUTER_EYE_CORNERS[0]]
+        ex = axis / max(float(np.linalg.norm(axis)), 1e-6)
+        frame = np.stack([ex, np.array([-ex[1], ex[0]])])
+        diffs.append((lm - src) @ frame.T / d)
+    if len(diffs) < 2:
+        return math.nan, math.nan
+    diffs = np.stack(diffs)
+    constant = diffs.mean(axis=0)
+    return (float(np.linalg.norm(constant, axis=1).mean()),
+            float(np.linalg.norm(diffs - constant, axis=2).mean()))
+
+
 def _retrieval(target: np.ndarray, original: np.ndarray) -> float:
     ok = np.isfinite(target) & np.isfinite(original)
     return float((target[ok] < original[ok]).mean()) if ok.any() else math.nan
