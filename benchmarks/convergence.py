@@ -100,10 +100,12 @@ def measure(model: Path, clip_a: Path, clip_b: Path, fs_a: Path, fs_b: Path, wor
     s = swap_and_evaluate(model, clip_a, fs_a, fs_b, work / f"swap_{iteration:06d}")
     r = swap_and_evaluate(rebuild_model(model, work / "rebuild_model"), clip_a, fs_a, fs_b, work / "rebuild")
     row = {f"{k}_{v}": s[k][v] for k in ("mouth_correlation", "eye_correlation", "landmark_error", "landmark_offset",
-                                         "landmark_tracking", "identity_distance_target", "identity_retrieval", "detail")
+                                         "landmark_tracking", "head_turn", "identity_distance_target",
+                                         "identity_retrieval", "detail")
            for v in ("swap", "control", "resolution") if v in s[k]}
+    row["head_turn_source"] = s["head_turn"]["source"]  # the swap's should be the source's
     row |= {f"{k}_rebuild": r[k]["swap"] for k in ("mouth_correlation", "eye_correlation", "landmark_error",
-                                                   "landmark_offset", "landmark_tracking", "detail")}
+                                                   "landmark_offset", "landmark_tracking", "head_turn", "detail")}
     # B's identity as B's decoder paints it from B's own code: beside the swap's (A's code), it
     # tells what the decoder cannot render (capacity) from what A's code does not reach (alignment).
     own_b = swap_and_evaluate(model, clip_b, fs_a, fs_b, work / "rebuild_b")["identity_distance_target"]

@@ -30,6 +30,7 @@ CLIP_ROWS = (
     ("landmark_error", "landmark error vs the source (of inter-ocular distance)", "%", "lower"),
     ("landmark_offset", "landmark error: the part the same on every frame (face shape; a swap changes some)", "%", "lower"),
     ("landmark_tracking", "landmark error: the part varying frame to frame (pose, expression not followed)", "%", "lower"),
+    ("head_turn", "head turn: nose tip off the eyes' midpoint, of the eye distance (0 frontal)", "", "nearer the source's"),
     ("mouth_correlation", "mouth opening follows the source (correlation)", "", "higher"),
     ("eye_correlation", "eye opening follows the source (correlation)", "", "higher"),
     ("mouth_gain", "mouth opening follows the source (gain: share of its change)", "", "higher"),

@@ -236,6 +236,8 @@ def test_shaking_the_frames_adds_the_jitter_it_should(tmp_path, d18_faceset, d19
     assert 0.8 * moved < s["landmark_tracking"]["swap"] < 1.2 * moved, (s["landmark_tracking"], moved)
     assert s["landmark_offset"]["swap"] < 0.3 * moved, (s["landmark_offset"], moved)
     assert s["landmark_offset"]["source"] == 0 and s["landmark_tracking"]["source"] == 0
+    # A shift turns no head: the swap's head turn is the source's (measured equal to 3 decimals).
+    assert abs(s["head_turn"]["swap"] - s["head_turn"]["source"]) < 0.01, s["head_turn"]
 
 
 def test_a_constant_shift_is_an_offset_not_a_tracking_error(tmp_path, d18_faceset, d19_faceset):

@@ -42,6 +42,7 @@ from core.evaluate.measures import (
 from core.evaluate.pairing import Pairing, pair_frames, swap_record
 from core.events import Events
 from core.faces.base import Face
+from core.head_turn import head_turns
 from core.faceset import Faceset
 from core.temporal import box_iou
 
@@ -239,6 +240,7 @@ class ClipEvaluator:
         split = {v: landmark_offset_and_tracking(s[v].landmarks, s["source"].landmarks, self.iod) for v in VIEWS}
         row("landmark_offset", lambda v: split[v][0])
         row("landmark_tracking", lambda v: split[v][1])
+        row("head_turn", lambda v: _mean(np.array([head_turns(lm[None])[0] for lm in s[v].landmarks if lm is not None])))
         row("mouth_correlation", lambda v: _correlation(s[v]["mouth"], src_mouth))
         row("eye_correlation", lambda v: _correlation(s[v]["eyes"], src_eyes))
         row("mouth_gain", lambda v: _gain(s[v]["mouth"], src_mouth))
