@@ -2,7 +2,7 @@
 editor acts on, each beside its control, in lines that fit the ~300 px sidebar. No bpy here.
 
 Why these figures and not all fifteen: identity retrieval (did the face become the new person?),
-landmark error (did it keep the performance?), jitter and flicker (will it shimmer?), seam and
+landmark error and head turn (did it keep the performance and the pose?), jitter and flicker (will it shimmer?), seam and
 pixels changed outside the face (will the composite show?). Each is printed beside the source's
 (or the mean-face control's, for identity) because a bare number means nothing (DESIGN.md,
 "Metrics need controls"); the HTML report has the rest, the plots and the worst frames.
@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-KEPT = ("identity_retrieval", "landmark_error", "jitter", "flicker", "seam", "untouched_changed")
+KEPT = ("identity_retrieval", "landmark_error", "head_turn", "jitter", "flicker", "seam", "untouched_changed")
 
 
 def report_folder(work_folder: Path, swap_out: Path) -> Path:
@@ -62,6 +62,8 @@ def summary_lines(compact: str) -> list[str]:
         f"  source {_fmt(fig('identity_retrieval', 'source'), '.0%')}, "
         f"control {_fmt(fig('identity_retrieval', 'control'), '.0%')}",
         f"Landmarks off: {_fmt(fig('landmark_error', 'swap'), '.1%')} of eye distance",
+        # A swap that keeps B's own head turn is off by a constant amount (docs/TRAINING.md).
+        f"  head turn {_fmt(fig('head_turn', 'swap'), '+.2f')} (source {_fmt(fig('head_turn', 'source'), '+.2f')})",
         f"Jitter: {_fmt(fig('jitter', 'swap'), '.1%')} (source {_fmt(fig('jitter', 'source'), '.1%')})",
         f"Flicker: {_fmt(fig('flicker', 'swap'), '.3f')} (source {_fmt(fig('flicker', 'source'), '.3f')})",
         f"Seam: {_fmt(fig('seam', 'swap'), '.2f')}x (1 = none)",

@@ -188,6 +188,7 @@ def test_swap_then_evaluate_shows_the_figures_and_the_report(scene, addon, tiny_
     ui.DEEPFAKE_PT_swap.draw(_Drawing(ui.DEEPFAKE_PT_swap, _Layout([], texts)), bpy.context)  # the Swap sub-panel
     lines = evaluation.summary_lines(result.summary)
     assert lines[0].startswith("Identity B: ") and lines[1].startswith("  source 0%, control ")
+    assert lines[3].startswith("  head turn ") and "n/a" not in lines[3]
     assert all(line in texts for line in lines) and "Re-evaluate" in texts
     assert bpy.ops.deepfake.open_report() == {"FINISHED"}
 
