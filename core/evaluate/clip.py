@@ -240,7 +240,8 @@ class ClipEvaluator:
         split = {v: landmark_offset_and_tracking(s[v].landmarks, s["source"].landmarks, self.iod) for v in VIEWS}
         row("landmark_offset", lambda v: split[v][0])
         row("landmark_tracking", lambda v: split[v][1])
-        row("head_turn", lambda v: _mean(np.array([head_turns(lm[None])[0] for lm in s[v].landmarks if lm is not None])))
+        found = {v: np.array([lm for lm in s[v].landmarks if lm is not None]).reshape(-1, 68, 2) for v in VIEWS}
+        row("head_turn", lambda v: _mean(head_turns(found[v])))
         row("mouth_correlation", lambda v: _correlation(s[v]["mouth"], src_mouth))
         row("eye_correlation", lambda v: _correlation(s[v]["eyes"], src_eyes))
         row("mouth_gain", lambda v: _gain(s[v]["mouth"], src_mouth))
