@@ -13,7 +13,11 @@ facesets' landmarks alone (no model):
 - head turn (core.head_turn, which `deepfake train` warns with): the nose tip's offset from the
   eyes' midpoint along the eye line, over the eye distance (0: frontal; the sign says which way),
   mean and standard deviation; training mirrors half the faces, so B's decoder also sees B turned
-  the other way.
+  the other way;
+- lighting side: the mean luminance of the face hull's half on the image's left of the nose line
+  minus its right half's, over the face's mean (0: lit evenly; a mirror flips the sign). If A and
+  B are lit from the same side, B's unmirrored faces match A's lighting, its mirrored ones match
+  A's head turn: a test of why the swap keeps B's turn.
 """
 from __future__ import annotations
 
@@ -36,6 +40,30 @@ def aligned_landmarks(faceset_dir: Path) -> np.ndarray:
     frames = Faceset.load(faceset_dir, check_crops=False).frames
     return np.stack([transform_points(f.landmarks, alignment_matrix(f.landmarks, CROP))
                      for _, faces in sorted(frames.items()) for f in faces])
+
+
+def lighting_sides(faceset_dir: Path) -> np.ndarray:
+    """(n,): each face's left-minus-right luminance inside its hull in the aligned crop, in frame order."""
+    import cv2
+
+    from core.faces.align import transform_points
+    from core.faceset import Faceset, read_crop
+
+    fs = Faceset.load(faceset_dir)
+    sides = []
+    for frame, face in fs.faces():
+        crop = read_crop(faceset_dir / fs.crop_name(frame, face.index))
+        points = transform_points(face.landmarks, face.matrix)
+        hull = np.zeros(crop.shape[:2], np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull(points.round().astype(np.int32)), 1)
+        luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float64)
+        # the nose line through the bridge's top (27) and the nose tip (30), as x at each row
+        (x0, y0), (x1, y1) = points[27], points[30]
+        rows, cols = np.mgrid[:crop.shape[0], :crop.shape[1]]
+        left = cols < x0 + (rows - y0) * (x1 - x0) / max(y1 - y0, 1e-6)
+        inside = hull > 0
+        sides.append((luma[inside & left].mean() - luma[inside & ~left].mean()) / luma[inside].mean())
+    return np.asarray(sides)
 
 
 def main() -> int:
@@ -63,6 +91,11 @@ def main() -> int:
               f"(sd {turn_b.std():.3f}); A's held-out frames inside B's range unmirrored "
               f"{np.mean((turn_a >= turn_b.min()) & (turn_a <= turn_b.max())):.0%}, "
               f"mirrored or not {np.mean((turn_a >= lo) & (turn_a <= hi)):.0%}", flush=True)
+        light_a, light_b = (lighting_sides(args.cache / c.stem) for c in (clip_a, clip_b))
+        light_a = light_a[len(light_a) - len(held):]
+        print(f"  lighting side (left minus right half, over the face's mean): A held out "
+              f"{light_a.mean():+.3f} (sd {light_a.std():.3f}), B {light_b.mean():+.3f} (sd {light_b.std():.3f})",
+              flush=True)
     return 0
 
 

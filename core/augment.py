@@ -23,6 +23,11 @@ class AugmentSettings:
     brightness: float = 0.08
     contrast: float = 0.10
     saturation: float = 0.10
+    # Largest slope of a random left-to-right brightness ramp on the encoder's input only (the
+    # target keeps its light), as a fraction of brightness per half crop; 0: none. Meant to make
+    # the side a face is lit from a poor cue for the encoder, so that B's decoder reads the head
+    # turn: two clips lit from one side made the swap paint B's unmirrored turn (docs/TRAINING.md).
+    light_ramp: float = 0.0
 
 
 def _uniform(n: int, spread: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -74,6 +79,12 @@ def apply_colour_jitter(images: torch.Tensor, jitter: torch.Tensor) -> torch.Ten
     return ((images - mean) * contrast + mean + brightness).clamp(0, 1)
 
 
+def apply_light_ramp(images: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """Multiply each image (n, 3, s, s) by 1 + slope * x, x from -1 (left edge) to 1 (right edge)."""
+    x = torch.linspace(-1, 1, images.shape[-1], device=images.device, dtype=images.dtype).view(1, 1, 1, -1)
+    return (images * (1 + slopes.view(-1, 1, 1, 1).to(images.dtype) * x)).clamp(0, 1)
+
+
 def augment(faces: torch.Tensor, extras: torch.Tensor, settings: AugmentSettings,
             generator: torch.Generator, warp: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(warped input, target, target extras) from faces (n, 3, s, s) in [0, 1] and per-face maps
@@ -81,7 +92,8 @@ def augment(faces: torch.Tensor, extras: torch.Tensor, settings: AugmentSettings
 
     Input and target share the affine jitter and the colour jitter; only the input is warped,
     so the network learns to undo the warp and rebuild the un-warped face. `warp=False` feeds
-    the target itself (a recipe's unwarped steps).
+    the target itself (a recipe's unwarped steps). The light ramp, drawn last so that settings
+    without one draw what they always drew, is put on the input only.
     """
     n, _, size, _ = faces.shape
     device = faces.device
@@ -95,4 +107,7 @@ def augment(faces: torch.Tensor, extras: torch.Tensor, settings: AugmentSettings
     else:
         warped = target
     jitter = draw_colour_jitter(n, settings, generator, device)
-    return apply_colour_jitter(warped, jitter), apply_colour_jitter(target, jitter), target_extras
+    inputs = apply_colour_jitter(warped, jitter)
+    if settings.light_ramp > 0:
+        inputs = apply_light_ramp(inputs, _uniform(n, settings.light_ramp, generator, device))
+    return inputs, apply_colour_jitter(target, jitter), target_extras

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -24,7 +25,7 @@ from core.train import INIT_RESETS, pretrain, train
 QUIET = Events(jsonl=True, out=open(os.devnull, "w"))
 # Every knob of a recipe away from its plain value, so that a resume which lost one shows.
 BUSY = dataclasses.replace(V2, name="busy", warmup=4, eye_mouth_priority=30.0, unwarped_every=3, ema=0.99,
-                           detail_weight=1.0)
+                           detail_weight=1.0, augment=dataclasses.replace(V2.augment, light_ramp=0.2))
 
 
 def _differing(x: Path, y: Path) -> list[str]:
@@ -166,6 +167,36 @@ def test_the_detail_term_sees_a_blur_that_the_pixel_loss_ranks_like_a_tone_shift
     outside = real.clone()
     outside[..., :8, :] = blurred[..., :8, :]
     assert float(detail_loss(outside, real, hull)) < 0.05 * float(detail_loss(outside, real, weights))
+
+
+def test_the_light_ramp_relights_the_input_only_and_leaves_other_draws_as_they_were(d18_faceset):
+    """The light ramp (an input-only left-right brightness slope) must not touch the target the
+    decoder learns, must brighten the side its sign says, and must leave a recipe without it
+    drawing exactly what it drew before (recorded recipes resume as they were trained)."""
+    import cv2
+
+    from core.augment import AugmentSettings, augment
+    from core.faceset import Faceset, read_crop
+
+    crops = [cv2.resize(read_crop(d18_faceset / face.file), (64, 64), interpolation=cv2.INTER_AREA)
+             for _, face in Faceset.load(d18_faceset).spread_faces(8)]
+    faces = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    extras = torch.ones(len(crops), 1, 64, 64)
+
+    def run(settings: AugmentSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return augment(faces, extras, settings, torch.Generator().manual_seed(3))
+
+    plain_in, plain_target, _ = run(AugmentSettings())
+    ramp_in, ramp_target, _ = run(AugmentSettings(light_ramp=0.3))
+    assert torch.equal(plain_target, ramp_target)
+    assert not torch.equal(plain_in, ramp_in)
+    # Each input is its plain self times 1 + slope * x (up to the clamp at 1): read the slope back
+    # from the ratio of the right and left quarters; it lies within the setting, of either sign.
+    right, left = (ramp_in[..., s].mean(dim=(1, 2, 3)) / plain_in[..., s].mean(dim=(1, 2, 3))
+                   for s in (slice(48, 64), slice(0, 16)))
+    slope = (right - left) / (right + left) / 0.75  # the quarters' centres sit at x = +-0.75
+    assert float(slope.abs().max()) <= 0.3 + 0.02
+    assert float(slope.min()) < -0.05 and float(slope.max()) > 0.05
 
 
 def test_the_latent_match_term_tells_two_distributions_apart_at_any_scale_and_pulls_them_together():
