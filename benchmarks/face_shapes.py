@@ -47,18 +47,19 @@ def lighting_sides(faceset_dir: Path) -> np.ndarray:
     import cv2
 
     from core.faces.align import transform_points
+    from core.faces.landmarks68 import NOSE_TIP
     from core.faceset import Faceset, read_crop
 
     fs = Faceset.load(faceset_dir)
     sides = []
-    for frame, face in fs.faces():
-        crop = read_crop(faceset_dir / fs.crop_name(frame, face.index))
+    for _, face in fs.faces():
+        crop = read_crop(faceset_dir / face.file)
         points = transform_points(face.landmarks, face.matrix)
         hull = np.zeros(crop.shape[:2], np.uint8)
         cv2.fillConvexPoly(hull, cv2.convexHull(points.round().astype(np.int32)), 1)
         luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float64)
-        # the nose line through the bridge's top (27) and the nose tip (30), as x at each row
-        (x0, y0), (x1, y1) = points[27], points[30]
+        # the nose line through the bridge's top (point 27) and the nose tip, as x at each row
+        (x0, y0), (x1, y1) = points[27], points[NOSE_TIP]
         rows, cols = np.mgrid[:crop.shape[0], :crop.shape[1]]
         left = cols < x0 + (rows - y0) * (x1 - x0) / max(y1 - y0, 1e-6)
         inside = hull > 0
